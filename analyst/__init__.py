@@ -1,0 +1,1 @@
+"""sleuth's analyst side: store, ingest, synthetic data, service, CLI and the Streamlit views."""

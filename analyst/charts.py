@@ -1,0 +1,258 @@
+"""Plotly figures from plain data (DataFrames, arrays, dicts): no Streamlit, no store, no torch.
+
+Colour convention everywhere: red pushes the risk up (towards fraud), blue pushes it down.
+Every function returns a `plotly.graph_objects.Figure`; the pages draw it with `st.plotly_chart`
+and the HTML report embeds it, so the two always show the same picture.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# diverging scale: blue (towards legit) -> light grey (no effect) -> red (towards fraud)
+ATTRIBUTION_SCALE: list[list] = [
+    [0.0, "#2166ac"], [0.25, "#67a9cf"], [0.5, "#e8e8e8"], [0.75, "#ef8a62"], [1.0, "#b2182b"],
+]
+RISK_COLOUR = "#111827"
+# a reading order for the event types we know; unknown types follow alphabetically
+TYPE_ORDER: tuple[str, ...] = (
+    "login", "logout", "account_change", "password_change", "address_change", "device_change",
+    "search", "view", "pv", "fav", "cart", "checkout", "payment", "buy", "purchase",
+    "refund", "chargeback", "review", "message",
+)
+MASKED_COLUMNS: tuple[str, ...] = ("ip", "device_id", "address_id", "session_id")
+_HOVER_FIELDS: tuple[tuple[str, str], ...] = (
+    ("category", "category"), ("item_id", "item"), ("query", "query"), ("status", "status"),
+    ("payment_method", "payment"), ("country", "country"), ("device_id", "device"), ("ip", "ip"),
+    ("address_id", "address"),
+)
+
+
+def mask_value(value: object, prefix: str = "") -> str | None:
+    """A stable pseudonym for an identifier (same input -> same mask), `None` stays `None`."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    digest = hashlib.blake2b(str(value).encode(), digest_size=4).hexdigest()
+    return f"{prefix}#{digest}" if prefix else f"#{digest}"
+
+
+def mask_identifiers(frame: pd.DataFrame, columns: Sequence[str] = MASKED_COLUMNS) -> pd.DataFrame:
+    """A copy of `frame` with identifier columns (ip, device ids, ...) replaced by stable pseudonyms."""
+    out = frame.copy()
+    for col in columns:
+        if col in out.columns:
+            prefix = {"ip": "ip", "device_id": "dev", "address_id": "addr", "session_id": "s"}.get(col, col)
+            out[col] = [mask_value(v, prefix) for v in out[col]]
+    return out
+
+
+def _type_order(types: Sequence[str]) -> list[str]:
+    present = list(dict.fromkeys(str(t) for t in types))
+    known = [t for t in TYPE_ORDER if t in present]
+    return known + sorted(t for t in present if t not in TYPE_ORDER)
+
+
+def _fmt(value: object) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value)
+    return text if text else None
+
+
+def _hover_text(row: Mapping[str, object], idx: int, attribution: str, risk: str) -> str:
+    lines = [f"<b>#{idx} {row['event_type']}</b>", pd.Timestamp(row["ts"]).strftime("%Y-%m-%d %H:%M:%S")]
+    amount = row.get("amount")
+    if _fmt(amount) is not None:
+        currency = _fmt(row.get("currency")) or ""
+        lines.append(f"amount {float(amount):,.2f} {currency}".rstrip())
+    for col, label in _HOVER_FIELDS:
+        text = _fmt(row.get(col))
+        if text is not None:
+            lines.append(f"{label}: {text[:40]}")
+    if _fmt(row.get(attribution)) is not None:
+        lines.append(f"attribution: {float(row[attribution]):+.3f}")
+    if _fmt(row.get("surprise")) is not None:
+        lines.append(f"surprise: {float(row['surprise']):.2f} nats")
+    if _fmt(row.get(risk)) is not None:
+        lines.append(f"risk after this event: {float(row[risk]):.1%}")
+    return "<br>".join(lines)
+
+
+def timeline_figure(
+    timeline: pd.DataFrame,
+    *,
+    attribution: str = "attribution",
+    risk: str = "risk",
+    selected: Sequence[int] = (),
+    height: int = 440,
+) -> go.Figure:
+    """Events on a time axis, one row per event type, coloured by signed attribution, with the
+    risk-over-time line on a second axis.
+
+    `timeline` needs `ts` and `event_type`; `attribution` (signed), `risk` (0..1 as of each
+    event), `surprise` and the optional event columns are used when present. Rows are events in
+    timeline order; their position is the event index shown in the hover (`#i`). `selected`
+    indexes are outlined (e.g. the events removed in a what-if).
+    """
+    missing = [c for c in ("ts", "event_type") if c not in timeline.columns]
+    if missing:
+        raise ValueError(f"timeline is missing columns {missing}; has {list(timeline.columns)}")
+    frame = timeline.reset_index(drop=True)
+    ts = pd.to_datetime(frame["ts"])
+    types = frame["event_type"].astype(str)
+    has_attr = bool(attribution in frame.columns and frame[attribution].notna().any())
+    attr = frame[attribution].astype(float).fillna(0.0).to_numpy() if has_attr else np.zeros(len(frame))
+    bound = float(np.max(np.abs(attr))) if len(attr) and np.any(attr) else 1.0
+    # marker size grows with |attribution| so the events that matter stand out even in grey
+    size = 8 + 14 * (np.abs(attr) / bound) if has_attr else np.full(len(frame), 9.0)
+    hover = [_hover_text(row, i, attribution, risk) for i, row in enumerate(frame.to_dict("records"))]
+    chosen = set(int(i) for i in selected)
+    line_width = [2.5 if i in chosen else 0.6 for i in range(len(frame))]
+    line_colour = ["#f59e0b" if i in chosen else "#374151" for i in range(len(frame))]
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(
+        go.Scatter(
+            x=ts, y=types, mode="markers", name="events",
+            customdata=np.arange(len(frame)),
+            text=hover, hovertemplate="%{text}<extra></extra>",
+            marker=dict(
+                size=size, color=attr, colorscale=ATTRIBUTION_SCALE, cmin=-bound, cmax=bound,
+                showscale=has_attr, line=dict(width=line_width, color=line_colour),
+                colorbar=dict(title=dict(text="attribution<br>(red = towards fraud)", side="right"),
+                              x=1.08, len=0.8, thickness=12),
+            ),
+        ),
+        secondary_y=False,
+    )
+    if risk in frame.columns and bool(frame[risk].notna().any()):
+        fig.add_trace(
+            go.Scatter(
+                x=ts, y=frame[risk].astype(float), mode="lines", name="risk",
+                line=dict(color=RISK_COLOUR, width=1.6, shape="hv"), opacity=0.75,
+                hovertemplate="risk %{y:.1%}<br>%{x|%Y-%m-%d %H:%M}<extra></extra>",
+            ),
+            secondary_y=True,
+        )
+    order = _type_order(types)
+    fig.update_yaxes(title_text=None, categoryorder="array", categoryarray=order[::-1],
+                     secondary_y=False, showgrid=True, gridcolor="#f1f5f9")
+    fig.update_yaxes(title_text="risk", range=[0, 1.02], tickformat=".0%", secondary_y=True,
+                     showgrid=False)
+    fig.update_xaxes(title_text=None, showgrid=True, gridcolor="#f1f5f9",
+                     rangeslider=dict(visible=len(frame) > 60, thickness=0.06))
+    fig.update_layout(
+        height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
+        hovermode="closest", showlegend=False, dragmode="zoom",
+        title=dict(text="Timeline: events by type, coloured by attribution; line = risk", font=dict(size=13)),
+        meta={"chart": "timeline", "n_events": int(len(frame))},
+    )
+    return fig
+
+
+def attention_figure(
+    weights: np.ndarray, *, event_labels: Sequence[str] | None = None, row_labels: Sequence[str] | None = None,
+    title: str = "Attention from the scored event (attention is not an explanation)",
+) -> go.Figure:
+    """Heatmap of attention weights: `(H, T)` per head, or `(T,)` (e.g. rollout) as one row."""
+    arr = np.asarray(weights, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"attention weights must be (T,) or (H, T); got shape {np.shape(weights)}")
+    n_rows, n_events = arr.shape
+    x = list(event_labels) if event_labels is not None else [f"#{i}" for i in range(n_events)]
+    if len(x) != n_events:
+        raise ValueError(f"event_labels has {len(x)} entries for {n_events} events")
+    y = list(row_labels) if row_labels is not None else [f"head {h + 1}" for h in range(n_rows)]
+    if len(y) != n_rows:
+        raise ValueError(f"row_labels has {len(y)} entries for {n_rows} rows")
+    fig = go.Figure(go.Heatmap(
+        z=arr, x=x, y=y, colorscale="Purples", zmin=0.0, colorbar=dict(title="weight", thickness=12),
+        hovertemplate="%{y} -> %{x}<br>weight %{z:.3f}<extra></extra>",
+    ))
+    fig.update_layout(
+        height=140 + 28 * n_rows, margin=dict(l=10, r=10, t=40, b=10), title=dict(text=title, font=dict(size=13)),
+        xaxis=dict(showticklabels=n_events <= 60, type="category"), meta={"chart": "attention"},
+    )
+    return fig
+
+
+def field_attribution_figure(field_attribution: Mapping[str, np.ndarray | Sequence[float]]) -> go.Figure:
+    """Horizontal bars: total signed attribution per event field (summed over events)."""
+    if not field_attribution:
+        raise ValueError("field_attribution is empty")
+    totals = pd.Series({k: float(np.sum(np.asarray(v, dtype=float))) for k, v in field_attribution.items()})
+    totals = totals.reindex(totals.abs().sort_values().index)
+    fig = go.Figure(go.Bar(
+        x=totals.to_numpy(), y=list(totals.index), orientation="h",
+        marker_color=["#b2182b" if v > 0 else "#2166ac" for v in totals],
+        hovertemplate="%{y}: %{x:+.3f}<extra></extra>",
+    ))
+    fig.update_layout(
+        height=120 + 22 * len(totals), margin=dict(l=10, r=10, t=36, b=10), plot_bgcolor="white",
+        title=dict(text="Attribution by field (red = towards fraud)", font=dict(size=13)),
+        xaxis=dict(zeroline=True, zerolinecolor="#9ca3af"), meta={"chart": "fields"},
+    )
+    return fig
+
+
+def _curve(points: Mapping[str, Sequence[float]], x: str, y: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if x not in points or y not in points:
+        raise ValueError(f"{what} needs keys {x!r} and {y!r}; got {sorted(points)}")
+    xs, ys = np.asarray(points[x], dtype=float), np.asarray(points[y], dtype=float)
+    if xs.shape != ys.shape:
+        raise ValueError(f"{what}: {x} has {xs.shape} values but {y} has {ys.shape}")
+    return xs, ys
+
+
+def pr_curve_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], *, base_rate: float | None = None) -> go.Figure:
+    """Precision-recall curves, one per model version: `{version: {"recall": [...], "precision": [...]}}`."""
+    fig = go.Figure()
+    for name, points in curves.items():
+        recall, precision = _curve(points, "recall", "precision", f"PR curve {name!r}")
+        ap = points.get("auprc") if isinstance(points, Mapping) else None
+        label = f"{name} (AP {float(ap):.3f})" if ap is not None else str(name)
+        fig.add_trace(go.Scatter(x=recall, y=precision, mode="lines", name=label, line=dict(shape="hv"),
+                                 hovertemplate="recall %{x:.2f}<br>precision %{y:.2f}<extra></extra>"))
+    if base_rate is not None:
+        fig.add_hline(y=base_rate, line_dash="dot", line_color="#9ca3af", annotation_text="base rate")
+    fig.update_layout(
+        height=340, margin=dict(l=10, r=10, t=36, b=10), plot_bgcolor="white",
+        title=dict(text="Precision-recall on reviewed cases", font=dict(size=13)),
+        xaxis=dict(title="recall", range=[0, 1.02]), yaxis=dict(title="precision", range=[0, 1.02]),
+        legend=dict(orientation="h", y=-0.25), meta={"chart": "pr"},
+    )
+    return fig
+
+
+def calibration_figure(curves: Mapping[str, Mapping[str, Sequence[float]]]) -> go.Figure:
+    """Reliability diagram: `{version: {"prob_pred": [...], "prob_true": [...]}}` (sklearn's names)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
+                             line=dict(dash="dot", color="#9ca3af"), hoverinfo="skip"))
+    for name, points in curves.items():
+        pred, true = _curve(points, "prob_pred", "prob_true", f"calibration {name!r}")
+        fig.add_trace(go.Scatter(x=pred, y=true, mode="lines+markers", name=str(name),
+                                 hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<extra></extra>"))
+    fig.update_layout(
+        height=340, margin=dict(l=10, r=10, t=36, b=10), plot_bgcolor="white",
+        title=dict(text="Calibration on reviewed cases", font=dict(size=13)),
+        xaxis=dict(title="predicted risk", range=[0, 1]), yaxis=dict(title="observed fraud rate", range=[0, 1]),
+        legend=dict(orientation="h", y=-0.25), meta={"chart": "calibration"},
+    )
+    return fig
+
+
+def risk_histogram(risks: Sequence[float], *, height: int = 160) -> go.Figure:
+    """Small histogram of queue risks (context for the risk filter)."""
+    fig = go.Figure(go.Histogram(x=np.asarray(risks, dtype=float), xbins=dict(start=0, end=1, size=0.05),
+                                 marker_color="#b2182b", hovertemplate="%{x}: %{y} cases<extra></extra>"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                      xaxis=dict(range=[0, 1], tickformat=".0%"), bargap=0.05, meta={"chart": "risk_hist"})
+    return fig

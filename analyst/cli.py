@@ -1,0 +1,354 @@
+"""The `sleuth` command: one verb per use case, each a thin call into ingest / synthetic / service.
+
+Every verb takes `--db PATH` (default: $SLEUTH_DB, else $SLEUTH_HOME/sleuth.duckdb). Long work shows
+a progress bar; bad input ends with one line on stderr (`sleuth: error: ...`) and exit status 2.
+Heavy imports (torch, streamlit) happen inside the verbs so `sleuth --help` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from analyst.config import REPO_ROOT, Settings
+
+DEMO_HISTORY_FRACTION = 0.4   # share of sample users whose ground truth the demo loads as past outcomes
+DEMO_HISTORY_SEED = 2026
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(db=getattr(args, "db", None))
+
+
+def _workbench(args: argparse.Namespace):
+    from analyst.service import Workbench
+
+    settings = _settings(args)
+    try:
+        return Workbench(settings)
+    except Exception as exc:
+        if "lock" in str(exc).lower():
+            raise CliError(f"the store {settings.db_path} is open in another process (is `sleuth app` "
+                           "running?): stop it, or work on a copy with --db") from exc
+        raise
+
+
+# ---------------------------------------------------------------------------------------- verbs
+def cmd_generate(args: argparse.Namespace) -> int:
+    from analyst.synthetic import SyntheticConfig, generate, write
+
+    config = SyntheticConfig(n_users=args.users, seed=args.seed, fraud_rate=args.fraud_rate)
+    events, labels = generate(config)
+    ev_path, lab_path = write(events, labels, args.out)
+    print(f"wrote {len(events):,} events of {labels['user_id'].nunique():,} users "
+          f"({int(labels['label'].sum())} fraud) to {ev_path} and {lab_path}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from analyst.ingest import ingest_events, ingest_labels
+
+    mapping = _parse_mapping(args.map)
+    wb = _workbench(args)
+    try:
+        reports = ingest_events(wb.store, args.files, fmt=args.format, mapping=mapping) if args.files else []
+        if args.labels:
+            reports.append(ingest_labels(wb.store, args.labels))
+    finally:
+        wb.close()
+    for rep in reports:
+        if rep.skipped:
+            print(f"{rep.file}: already ingested, nothing added")
+            continue
+        print(f"{rep.file}: {rep.accepted:,} accepted, {rep.rejected:,} rejected (see the quarantine table)")
+        for reason in rep.reasons[:5]:
+            print(f"  rejected {reason}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    wb = _workbench(args)
+    try:
+        version = wb.train(config=_scorer_config(args), analyst=wb.settings.analyst, progress=True)
+        current = wb.current_version()
+    finally:
+        wb.close()
+    state = "current" if current == version else "candidate (promote it from the Model page)"
+    print(f"trained model {version}: {state}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    wb = _workbench(args)
+    try:
+        result = wb.score(budget=args.budget, top_pct=args.top_pct, explain_cases=not args.no_explain,
+                          progress=True)
+    finally:
+        wb.close()
+    print(f"scored {result['scored']:,} users with {result['version']}; opened {result['opened']} cases")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    wb = _workbench(args)
+    try:
+        until = pd.Timestamp(args.at) if args.at else None
+        exp = wb.explanation(args.user, until=until)
+        timeline = wb._model_window(args.user, until=until)
+        neighbours = wb.neighbours(args.user)
+    finally:
+        wb.close()
+    payload = explanation_json(exp, timeline, neighbours)
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+        return 0
+    print(f"user {payload['user_id']}  risk {payload['score']:.3f}  model {payload['model_version']}  "
+          f"(IG delta {payload['delta']:.2g})")
+    for reason in payload["reasons"]:
+        print(f"  - {reason}")
+    top = sorted(payload["events"], key=lambda e: -abs(e["attribution"]))[:8]
+    print("most influential events:")
+    for ev in sorted(top, key=lambda e: e["ts"]):
+        print(f"  {ev['ts']}  {ev['event_type']:<22} attribution {ev['attribution']:+.3f}  surprise {ev['surprise']:.2f}")
+    return 0
+
+
+def explanation_json(exp, timeline, neighbours) -> dict:
+    """The `sleuth explain --json` document (keys fixed by the explanations issue)."""
+    fields = sorted(exp.field_attribution)
+    events = []
+    for i, row in enumerate(timeline.itertuples(index=False)):
+        events.append({
+            "ts": str(row.ts),
+            "event_type": row.event_type,
+            "attribution": float(exp.event_attribution[i]),
+            "surprise": float(exp.surprise[i]),
+            "attention": float(exp.attention_rollout[i]),
+            "fields": {f: float(exp.field_attribution[f][i]) for f in fields},
+        })
+    return {
+        "user_id": exp.user_id,
+        "model_version": exp.model_version,
+        "score": float(exp.risk),
+        "delta": float(exp.delta),
+        "events": events,
+        "reasons": list(exp.reasons),
+        "what_if": [{"removed": list(w.removed), "risk": float(w.risk)} for w in exp.what_if],
+        "neighbours": [
+            {"user_id": str(r.user_id), "label": int(r.label), "similarity": float(r.similarity)}
+            for r in neighbours.itertuples(index=False)
+        ],
+    }
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from analyst.ingest import read_events, read_labels
+    from models.evaluation import EvaluateConfig, evaluate
+
+    events = read_events(args.events)
+    labels = read_labels(args.labels)
+    config = EvaluateConfig(split=args.split, test_frac=args.test_frac, seed=args.seed,
+                            scorer_config=_scorer_config(args))
+    result = evaluate(events, labels, config, progress=True)
+    text = json.dumps(result, indent=2, default=float)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+        print(f"wrote {args.json}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_export_labels(args: argparse.Namespace) -> int:
+    wb = _workbench(args)
+    try:
+        path = wb.export_labels(args.out, args.format)
+        n = len(wb.label_history())
+    finally:
+        wb.close()
+    print(f"wrote {n:,} label rows to {path}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return _serve(settings, args.port)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    prepare_demo(settings)
+    if args.no_app:
+        return 0
+    return _serve(settings, args.port)
+
+
+def prepare_demo(settings: Settings) -> None:
+    """Build the demo store from the committed sample: ingest, past outcomes, model, scores, cases.
+
+    Each step runs only when its result is missing, so a second `sleuth demo` starts the app at once.
+    Past outcomes: the ground truth of a seeded 40% of sample users is loaded as labels
+    (source=synthetic), as if earlier investigations had closed them; the other users are unknown
+    to the model and the queue is built from them.
+    """
+    import pandas as pd
+
+    from analyst.ingest import ingest_events, ingest_labels
+
+    sample = settings.sample_dir
+    events_path, labels_path = sample / "events.parquet", sample / "labels.parquet"
+    if not events_path.exists():
+        from analyst.synthetic import SyntheticConfig, generate, write
+
+        print(f"no sample data in {sample}: generating it (3,000 users, seed 7)")
+        write(*generate(SyntheticConfig(n_users=3000, seed=7)), sample)
+    from analyst.service import Workbench
+
+    wb = Workbench(settings)
+    try:
+        if wb.store.counts().get("events", 0) == 0:
+            for rep in ingest_events(wb.store, [events_path]):
+                print(f"ingested {rep.accepted:,} events from {rep.file}")
+            truth = pd.read_parquet(labels_path)
+            history = truth.sample(frac=DEMO_HISTORY_FRACTION, random_state=DEMO_HISTORY_SEED)
+            history_path = settings.home / "demo_history_labels.parquet"
+            history_path.parent.mkdir(parents=True, exist_ok=True)
+            history.to_parquet(history_path, index=False)
+            rep = ingest_labels(wb.store, history_path)
+            print(f"loaded {rep.accepted:,} past outcomes as labels ({int(history['label'].sum())} fraud)")
+        if wb.current_version() is None:
+            print("training the default model (about 2 minutes on 2 CPU cores)")
+            wb.train(progress=True)
+        if wb.store.cases().empty:
+            result = wb.score(progress=True)
+            print(f"scored {result['scored']:,} users, opened {result['opened']} cases")
+    finally:
+        wb.close()
+
+
+def _serve(settings: Settings, port: int) -> int:
+    env = {**os.environ, "SLEUTH_DB": str(settings.db_path.resolve()),
+           "SLEUTH_HOME": str(settings.home.resolve()), "SLEUTH_MODELS": str(settings.model_dir.resolve())}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
+           "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+           "--browser.gatherUsageStats", "false"]
+    print(f"sleuth is serving on http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+# ---------------------------------------------------------------------------------------- parser
+def _parse_mapping(pairs: Sequence[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    mapping = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise CliError(f"--map {pair!r}: expected SOURCE_COLUMN=SCHEMA_COLUMN, e.g. --map customer=user_id")
+        src, dst = pair.split("=", 1)
+        mapping[src.strip()] = dst.strip()
+    return mapping
+
+
+def _scorer_config(args: argparse.Namespace):
+    from models.scorer import ScorerConfig
+
+    overrides = {k: v for k, v in {
+        "seed": getattr(args, "seed", None),
+        "d_model": getattr(args, "d_model", None),
+        "n_layers": getattr(args, "layers", None),
+        "max_events": getattr(args, "max_events", None),
+    }.items() if v is not None}
+    return ScorerConfig(**overrides)
+
+
+def _add_model_options(p: argparse.ArgumentParser, seed_default: int | None = None) -> None:
+    p.add_argument("--seed", type=int, default=seed_default, help="random seed (default: the model's)")
+    p.add_argument("--d-model", type=int, help="hidden size (default 128)")
+    p.add_argument("--layers", type=int, help="Transformer layers (default 2)")
+    p.add_argument("--max-events", type=int, help="most recent events read per user (default 256)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sleuth", description="Fraud investigation workbench.")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, func, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--db", help="DuckDB file (default: $SLEUTH_DB or $SLEUTH_HOME/sleuth.duckdb)")
+        p.set_defaults(func=func)
+        return p
+
+    p = verb("demo", cmd_demo, "build the demo store from sample_data (if missing), train, score, open the app")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--no-app", action="store_true", help="prepare everything but do not serve")
+
+    p = verb("generate", cmd_generate, "write synthetic events.parquet + labels.parquet")
+    p.add_argument("--users", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--fraud-rate", type=float, default=0.03)
+    p.add_argument("--out", required=True, help="output directory")
+
+    p = verb("ingest", cmd_ingest, "load event files (CSV / Parquet / JSONL / Taobao) and label files")
+    p.add_argument("files", nargs="*", help="event files")
+    p.add_argument("--labels", help="a labels file (user_id, label, optional as_of, split, source...)")
+    p.add_argument("--format", choices=["csv", "parquet", "jsonl", "taobao"], help="default: by extension")
+    p.add_argument("--map", action="append", metavar="SRC=DST",
+                   help="rename a column to a schema column (repeatable), e.g. --map customer=user_id")
+
+    p = verb("train", cmd_train, "train a new model version on all events and the latest labels")
+    _add_model_options(p)
+
+    p = verb("score", cmd_score, "score every user with the current model and open cases")
+    p.add_argument("--budget", type=int, default=50, help="open cases for the top K unlabelled users")
+    p.add_argument("--top-pct", type=float, help="open cases for the top P percent instead")
+    p.add_argument("--no-explain", action="store_true", help="do not precompute explanations of cases")
+
+    p = verb("explain", cmd_explain, "explain one user's risk: attributions, surprise, reasons")
+    p.add_argument("user")
+    p.add_argument("--at", help="explain as of this time (ISO); default: the user's last event")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+
+    p = verb("evaluate", cmd_evaluate, "train on the train part, score the test part, write metrics JSON")
+    p.add_argument("--events", required=True)
+    p.add_argument("--labels", required=True)
+    p.add_argument("--split", choices=["time", "random"], default="time")
+    p.add_argument("--test-frac", type=float, default=0.3)
+    p.add_argument("--json", help="write the result here (default: print it)")
+    _add_model_options(p, seed_default=0)
+
+    p = verb("export-labels", cmd_export_labels, "write the label history as CSV or Parquet")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=["csv", "parquet"])
+
+    p = verb("app", cmd_app, "serve the workbench on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8501)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (CliError, ValueError, LookupError, FileNotFoundError, RuntimeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"sleuth: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Settings: the one place for paths and knobs, read once from the environment.
+
+| variable          | default                     | meaning                                        |
+|-------------------|-----------------------------|------------------------------------------------|
+| SLEUTH_HOME       | ./.sleuth                   | working directory for the store and models     |
+| SLEUTH_DB         | $SLEUTH_HOME/sleuth.duckdb  | the DuckDB file                                |
+| SLEUTH_MODELS     | $SLEUTH_HOME/models         | one sub-directory per model version            |
+| SLEUTH_ANALYST    | (unset)                     | analyst name recorded on decisions             |
+| SLEUTH_SAMPLE_DIR | <repo>/sample_data          | where `demo` finds the committed sample        |
+| SLEUTH_DEVICE     | auto                        | auto / cpu / cuda                              |
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db_path: Path
+    model_dir: Path
+    sample_dir: Path
+    analyst: str | None = None
+    device: str = "auto"
+
+    @classmethod
+    def from_env(cls, db: str | os.PathLike | None = None, env: dict | None = None) -> "Settings":
+        """Build settings from the environment; an explicit `db` (the CLI's --db) wins."""
+        env = os.environ if env is None else env
+        home = Path(env.get("SLEUTH_HOME", ".sleuth")).expanduser()
+        db_path = Path(db) if db else Path(env.get("SLEUTH_DB", home / "sleuth.duckdb"))
+        model_dir = Path(env.get("SLEUTH_MODELS", home / "models"))
+        sample_dir = Path(env.get("SLEUTH_SAMPLE_DIR", REPO_ROOT / "sample_data"))
+        device = env.get("SLEUTH_DEVICE", "auto")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"SLEUTH_DEVICE={device!r}: expected auto, cpu or cuda")
+        return cls(
+            home=home,
+            db_path=db_path.expanduser(),
+            model_dir=model_dir.expanduser(),
+            sample_dir=sample_dir,
+            analyst=env.get("SLEUTH_ANALYST") or None,
+            device=device,
+        )
+
+    def with_db(self, db: str | os.PathLike) -> "Settings":
+        return replace(self, db_path=Path(db))

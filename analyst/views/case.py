@@ -1,0 +1,336 @@
+"""Case page (`case?user=ID`): one user's timeline, risk, explanation, what-if, decision, report."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analyst import charts, report
+from analyst.service import ALERT_QUALITY, REASON_CODES, ConflictError
+from analyst.views import common
+
+CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
+FLASH_KEY = "case_flash"     # the last decision, shown once after the rerun that records it
+EVENT_COLUMNS = ["ts", "event_type", "amount", "currency", "category", "item_id", "query", "status",
+                 "payment_method", "country", "device_id", "ip", "attribution", "surprise", "risk"]
+
+wb = common.workbench()
+me = common.analyst()
+demo = common.demo_mode()
+
+
+def _attr_style(value: float, bound: float) -> str:
+    """Background for an attribution cell: red towards fraud, blue towards legit."""
+    if value is None or pd.isna(value) or bound <= 0:
+        return ""
+    alpha = min(abs(float(value)) / bound, 1.0) * 0.55
+    rgb = "178,24,43" if value > 0 else "33,102,172"
+    return f"background-color: rgba({rgb},{alpha:.2f})"
+
+
+def _load(user_id: str, fresh: bool = False):
+    """The CaseView for this tab, reused across reruns until the model or a decision changes it."""
+    cached = st.session_state.get(CACHE_KEY)
+    current = wb.current_version()
+    if (not fresh and cached and cached["user_id"] == user_id and cached["model_version"] == current):
+        return cached["view"]
+    label = "Explaining the risk (integrated gradients)..." if fresh else f"Loading user {user_id}..."
+    with st.spinner(label, show_time=True):
+        view = wb.case(user_id, fresh=fresh)
+    st.session_state[CACHE_KEY] = {"user_id": user_id, "model_version": view.model_version, "view": view}
+    return view
+
+
+def _user_of_case(case_id: int | None) -> str | None:
+    if case_id is None:
+        return None
+    queue = wb.queue(statuses=("open", "claimed", "escalated", "closed"))
+    hit = queue[queue["case_id"] == case_id]
+    return None if hit.empty else str(hit.iloc[0]["user_id"])
+
+
+def _go_next(after_case_id: int | None) -> None:
+    case_id = wb.next_case(me, after_case_id=after_case_id)
+    user = _user_of_case(case_id)
+    if user is None:
+        st.info("The queue is empty: no case left to review.")
+        return
+    if me:
+        wb.claim(int(case_id), me)
+    st.session_state.pop(CACHE_KEY, None)
+    common.open_case(user)
+
+
+def _tour(step: int, text: str) -> None:
+    if demo:
+        st.info(f"**Guided walk, step {step}.** {text}", icon=":material/school:")
+
+
+# ---------------------------------------------------------------------------------- which user
+user_id = st.query_params.get("user")
+if not user_id:
+    st.title("Case")
+    st.caption("Open a case from the queue, use **Next case**, or look a user up.")
+    with st.form("case_pick", border=True):
+        typed = st.text_input("User id", placeholder="e.g. u00042")
+        if st.form_submit_button("Open", type="primary") and typed.strip():
+            common.open_case(typed.strip())
+    if st.button("Next case", icon=":material/arrow_forward:", key="case_next_empty"):
+        with common.guard("Could not pick the next case"):
+            _go_next(None)
+    st.stop()
+
+view = None
+with common.guard(f"Could not open user {user_id}"):
+    view = _load(user_id)
+if view is None:
+    st.stop()
+
+timeline = charts.mask_identifiers(view.timeline) if demo else view.timeline
+exp = view.explanation
+case = view.case or {}
+
+# ---------------------------------------------------------------------------------- header
+head_l, head_r = st.columns([3, 1.2], vertical_alignment="center")
+with head_l:
+    st.title(f"Case: user {view.user_id}")
+    chips = []
+    if case:
+        chips.append(f":blue-badge[{case.get('status', 'open')}]")
+        chips.append(f":orange-badge[{common.WHY_LABELS.get(case.get('why'), case.get('why') or 'flagged')}]")
+        if case.get("assignee"):
+            chips.append(f":gray-badge[:material/person: {case['assignee']}]")
+        chips.append(f":gray-badge[opened {common.fmt_when(case.get('opened_at'))}]")
+    else:
+        chips.append(":gray-badge[no open case]")
+    if len(view.labels):
+        last = view.labels.iloc[-1]
+        chips.append(f":violet-badge[last decision: {'fraud' if last.get('label') == 1 else 'legit' if last.get('label') == 0 else 'escalated'}]")
+    st.markdown(" ".join(chips))
+with head_r:
+    st.download_button(
+        "Download case report", icon=":material/download:", width="stretch",
+        data=lambda: report.case_report_html(view, masked=demo, analyst=me),
+        file_name=report.report_filename(view.user_id, view.model_version), mime="text/html",
+        key=f"report_{view.user_id}", on_click="ignore",
+    )
+    if st.button("Recompute explanation", icon=":material/refresh:", width="stretch", key=f"fresh_{view.user_id}",
+                 disabled=view.model_version is None, help="Explain again with the current model"):
+        with common.guard("Could not recompute the explanation"):
+            _load(view.user_id, fresh=True)
+            st.rerun()
+
+flash = st.session_state.get(FLASH_KEY)
+if flash and flash["user_id"] == view.user_id:
+    st.success(f"Decision recorded: {common.DECISION_LABELS.get(flash['decision'], flash['decision'])} "
+               f"by {flash['analyst']}.", icon=":material/check_circle:")
+
+h = view.header
+cols = st.columns(7)
+cols[0].metric("Risk", common.pct(view.risk), border=True,
+               help=f"Calibrated P(fraud) at the last event, model {view.model_version or 'none'}")
+cols[1].metric("Account age", f"{h.get('account_age_days', 0):.0f} d", border=True,
+               help=f"first seen {common.fmt_when(h.get('first_seen'))}, last seen {common.fmt_when(h.get('last_seen'))}")
+cols[2].metric("Devices / IPs", f"{h.get('devices', 0)} / {h.get('ips', 0)}", border=True)
+countries = h.get("countries") or []
+cols[3].metric("Countries", f"{len(countries)}", border=True, help=", ".join(countries) or None)
+cols[4].metric("Payments", f"{h.get('payments', 0)}", border=True, help=f"total {h.get('paid_total', 0):,.2f}")
+cols[5].metric("Refunds", f"{h.get('refunds', 0)}", border=True)
+cols[6].metric("Events", f"{h.get('events', 0):,}", border=True,
+               help=f"the model reads the last {h.get('events_in_model_window', 0)}")
+st.caption(f"Model version **{view.model_version or 'none'}**"
+           + (f" - countries: {', '.join(countries)}" if countries else ""))
+_tour(1, "The risk above is the model's calibrated probability that this account is fraudulent, "
+         "as of its latest event. The header summarises the account.")
+
+if demo and view.ground_truth is not None:
+    with st.expander("Reveal ground truth (synthetic data)", icon=":material/visibility:"):
+        gt = view.ground_truth
+        verdict = "fraud" if gt.get("label") else "legit"
+        st.markdown(f"This synthetic user is **{verdict}**"
+                    + (f", planted pattern(s): **{', '.join(gt['patterns'])}**" if gt.get("patterns") else "")
+                    + (f"; {len(gt['planted_events'])} planted events are outlined in the timeline."
+                       if gt.get("planted_events") else "."))
+        st.session_state["reveal_planted"] = True
+planted = list((view.ground_truth or {}).get("planted_events", [])) if demo and st.session_state.get("reveal_planted") else []
+
+# ---------------------------------------------------------------------------------- timeline
+_tour(2, "Each dot is an event, one row per event type. Red events pushed the risk up, blue ones down; "
+         "bigger dots mattered more. The black line is the risk as of each event. Drag to zoom, hover for details.")
+st.plotly_chart(charts.timeline_figure(timeline, selected=planted), key=f"timeline_{view.user_id}",
+                config={"displaylogo": False, "scrollZoom": True})
+
+# ---------------------------------------------------------------------------------- why + decide
+why_col, decide_col = st.columns([1.35, 1], gap="large")
+with why_col:
+    st.subheader("Why this risk")
+    _tour(3, "These sentences are built from the events with the largest attributions.")
+    if exp is None:
+        st.info("No model has scored this user yet: train one on the Model page.")
+    else:
+        for sentence in exp.reasons:
+            st.markdown(f"- {sentence}")
+        fields = getattr(exp, "field_attribution", None) or {}
+        if fields:
+            st.plotly_chart(charts.field_attribution_figure(fields), key=f"fields_{view.user_id}",
+                            config={"displayModeBar": False})
+        st.caption(f"Integrated gradients, {exp.n_steps} steps from a content-masked baseline; "
+                   f"convergence delta {exp.delta:.1e}.")
+
+with decide_col:
+    st.subheader("Decision")
+    _tour(5, "Record what you conclude. A note is required; it is kept with the label and the audit trail.")
+    if not me:
+        st.warning("Enter your name in the sidebar: it is recorded with every decision.", icon=":material/person:")
+    default_reason = "payment_fraud" if (view.risk or 0) >= 0.5 else "legitimate_behaviour"
+    with st.form(f"decision_{view.user_id}", border=True, enter_to_submit=False):
+        reason = st.selectbox("Reason code", REASON_CODES, index=REASON_CODES.index(default_reason),
+                              format_func=lambda r: r.replace("_", " ").capitalize())
+        quality = st.radio("Alert quality", ALERT_QUALITY, index=0, horizontal=True,
+                           format_func=lambda q: q.capitalize())
+        note = st.text_area("Note", placeholder="What did you see? (required)", height=90, required=True)
+        b1, b2, b3 = st.columns(3)
+        pressed = None
+        if b1.form_submit_button("Confirm fraud", type="primary", width="stretch"):
+            pressed = "fraud"
+        if b2.form_submit_button("Reject", width="stretch"):
+            pressed = "legit"
+        if b3.form_submit_button("Escalate", width="stretch"):
+            pressed = "escalate"
+    if pressed:
+        if not me:
+            st.error("Enter your name in the sidebar first: decisions are recorded with the analyst's name.")
+        elif not (note or "").strip():
+            st.error("Write a note: it is required to record a decision.")
+        else:
+            try:
+                decision = wb.decide(view.user_id, pressed, analyst=me, reason_code=reason, quality=quality,
+                                     note=note, case_id=case.get("case_id"), expected_version=case.get("version"))
+            except ConflictError:
+                st.error("This case was changed by someone else since you opened it. Reload the page to see "
+                         "the latest; nothing was recorded.")
+            except Exception as exc:
+                st.error(f"Could not record the decision: {common.error_message(exc)}")
+            else:
+                st.session_state[FLASH_KEY] = {"user_id": view.user_id, "decision": decision.decision,
+                                               "analyst": me, "next_case_id": decision.next_case_id,
+                                               "case_id": decision.case_id}
+                st.session_state.pop(CACHE_KEY, None)
+                st.rerun()
+    if flash and flash["user_id"] == view.user_id:
+        st.success("Decision recorded", icon=":material/check_circle:")
+        if st.button("Next case", type="primary", icon=":material/arrow_forward:", key="case_next_after",
+                     width="stretch"):
+            st.session_state.pop(FLASH_KEY, None)
+            with common.guard("Could not pick the next case"):
+                _go_next(flash.get("case_id"))
+    elif st.button("Skip to next case", icon=":material/skip_next:", key="case_skip", width="stretch"):
+        with common.guard("Could not pick the next case"):
+            _go_next(case.get("case_id"))
+
+# ---------------------------------------------------------------------------------- details
+t_events, t_attn, t_whatif, t_similar, t_history = st.tabs(
+    ["Events", "Attention", "What-if", "Similar cases", "History & audit"])
+
+with t_events:
+    shown = timeline[[c for c in EVENT_COLUMNS if c in timeline.columns]].dropna(axis=1, how="all")
+    shown.index.name = "#"
+    styled = shown.style
+    if "attribution" in shown.columns:
+        bound = float(np.nanmax(np.abs(shown["attribution"].to_numpy(dtype=float)))) if len(shown) else 0.0
+        styled = styled.map(lambda v: _attr_style(v, bound), subset=["attribution"])
+    st.dataframe(
+        styled, key=f"events_{view.user_id}", width="stretch", height=420,
+        column_config={
+            "ts": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss"),
+            "event_type": "Event", "amount": st.column_config.NumberColumn("Amount", format="%.2f"),
+            "attribution": st.column_config.NumberColumn("Attribution", format="%+.3f",
+                                                         help="Signed: > 0 pushes the risk towards fraud"),
+            "surprise": st.column_config.NumberColumn("Surprise (nats)", format="%.2f",
+                                                      help="How unexpected the event was given the ones before"),
+            "risk": st.column_config.ProgressColumn("Risk after", format="percent", min_value=0.0, max_value=1.0),
+        },
+    )
+    st.caption("Events the model reads (the latest ones), in time order; # is the event index used by what-if.")
+
+with t_attn:
+    st.warning("Attention is not an explanation: it shows where the model looked from the scored event, "
+               "not why the score is what it is. Use the attributions for reasons.", icon=":material/info:")
+    if exp is None:
+        st.info("No model explanation for this user.")
+    else:
+        mode = st.segmented_control("View", ["Rollout (all layers)", "Last layer, per head"],
+                                    default="Rollout (all layers)", key=f"attn_mode_{view.user_id}")
+        labels = [f"#{i} {t}" for i, t in enumerate(view.timeline["event_type"])]
+        if mode == "Last layer, per head":
+            fig = charts.attention_figure(np.asarray(exp.attention_last), event_labels=labels)
+        else:
+            fig = charts.attention_figure(np.asarray(exp.attention_rollout), event_labels=labels,
+                                          row_labels=["rollout"])
+        st.plotly_chart(fig, key=f"attn_{view.user_id}")
+
+
+@st.fragment
+def what_if_panel() -> None:
+    """Remove events and recompute the risk (reruns only this panel)."""
+    _tour(4, "Remove the events you think matter and see how the risk changes.")
+    n = len(view.timeline)
+    attr = view.timeline["attribution"].to_numpy(dtype=float) if "attribution" in view.timeline else np.zeros(n)
+    top = [int(i) for i in np.argsort(-attr)[:3] if attr[i] > 0]
+    types = view.timeline["event_type"].astype(str).tolist()
+    times = pd.to_datetime(view.timeline["ts"]).dt.strftime("%m-%d %H:%M").tolist()
+    remove = st.multiselect(
+        "Events to remove", list(range(n)), default=top, key=f"whatif_sel_{view.user_id}",
+        format_func=lambda i: f"#{i} {types[i]} {times[i]} ({attr[i]:+.2f})",
+    )
+    if st.button("Recompute risk without them", key=f"whatif_go_{view.user_id}", disabled=not remove or exp is None):
+        with common.guard("What-if failed"):
+            with st.spinner("Rescoring without those events..."):
+                new = wb.what_if(view.user_id, remove)
+            st.session_state[f"whatif_result_{view.user_id}"] = (tuple(remove), new)
+    result = st.session_state.get(f"whatif_result_{view.user_id}")
+    if result is not None and view.risk is not None:
+        removed, new = result
+        st.metric(f"Risk without {len(removed)} event(s)", common.pct(new), delta=f"{(new - view.risk) * 100:+.1f} pts",
+                  delta_color="inverse")
+        st.caption("Removed: " + ", ".join(f"#{i} {types[i]}" for i in removed))
+    if exp is not None and exp.what_if:
+        st.markdown("**Precomputed: each top event removed on its own**")
+        st.dataframe(pd.DataFrame([
+            {"removed": ", ".join(f"#{i} {types[i]}" for i in w.removed), "risk without": w.risk,
+             "change (pts)": (w.risk - exp.risk) * 100} for w in exp.what_if]),
+            hide_index=True, width="stretch",
+            column_config={"risk without": st.column_config.ProgressColumn(format="percent", min_value=0.0,
+                                                                           max_value=1.0),
+                           "change (pts)": st.column_config.NumberColumn(format="%+.1f")})
+
+
+with t_whatif:
+    what_if_panel()
+
+with t_similar:
+    nb = view.neighbours
+    if nb is None or nb.empty:
+        st.info("No labelled cases to compare with yet.")
+    else:
+        st.caption("Labelled users whose behaviour the model encodes most similarly.")
+        st.dataframe(
+            nb.assign(label=nb["label"].map({1: "fraud", 0: "legit"}), link=[f"case?user={u}" for u in nb["user_id"]]),
+            hide_index=True, width="stretch", key=f"nb_{view.user_id}",
+            column_config={"user_id": "User", "label": "Decision",
+                           "similarity": st.column_config.ProgressColumn("Similarity", min_value=0.0, max_value=1.0,
+                                                                         format="%.2f"),
+                           "link": st.column_config.LinkColumn("Open", display_text="open")},
+        )
+
+with t_history:
+    st.markdown("**Decisions (labels, newest last)**")
+    if view.labels.empty:
+        st.caption("No decision yet.")
+    else:
+        st.dataframe(view.labels, hide_index=True, width="stretch", key=f"labels_{view.user_id}")
+    st.markdown("**Audit trail**")
+    if view.audit.empty:
+        st.caption("No audit entries.")
+    else:
+        st.dataframe(view.audit, hide_index=True, width="stretch", key=f"audit_{view.user_id}")

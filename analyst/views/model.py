@@ -1,0 +1,140 @@
+"""Model page: versions and their metrics on reviewed cases; retrain in the background; compare;
+promote (then rescore) or roll back."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analyst import charts
+from analyst.views import common
+
+JOB_KEY = "model_jobs"   # {"retrain": job_id, "rescore": job_id} of this tab
+
+wb = common.workbench()
+me = common.analyst()
+jobs: dict = st.session_state.setdefault(JOB_KEY, {})
+
+st.title("Model versions")
+st.caption("Metrics are measured on the cases analysts reviewed. Retrain from the labels, compare the "
+           "candidate with the current version, then promote it (cases are rescored) or roll back.")
+
+models = None
+with common.guard("Could not list the model versions"):
+    models = wb.models()
+
+
+def _metric_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Flatten the `metrics` dict column into a few readable columns."""
+    if "metrics" not in frame.columns:
+        return frame
+    flat = pd.json_normalize([m if isinstance(m, dict) else {} for m in frame["metrics"]])
+    keep = [c for c in flat.columns if pd.api.types.is_numeric_dtype(flat[c])][:6]
+    return pd.concat([frame.drop(columns=["metrics"]).reset_index(drop=True), flat[keep]], axis=1)
+
+
+def _job(kind: str):
+    job_id = jobs.get(kind)
+    return wb.job(job_id) if job_id else None
+
+
+def _running() -> bool:
+    return any(job is not None and not job.done for job in map(_job, ("retrain", "rescore")))
+
+
+@st.fragment(run_every=1.0)
+def job_progress(kind: str) -> None:
+    """Progress bar of this tab's running job; polls once a second, reruns the page when it ends."""
+    job = _job(kind)
+    if job is None or job.done:
+        st.rerun(scope="app")
+    st.progress(min(max(job.progress, 0.0), 1.0), text=f"{kind.capitalize()}: {job.message}")
+
+
+def job_panel(kind: str) -> None:
+    job = _job(kind)
+    if job is None:
+        return
+    if not job.done:
+        job_progress(kind)
+    elif job.error:
+        st.error(f"{kind.capitalize()} failed: {job.error}")
+    else:
+        st.success(f"{kind.capitalize()} finished: {job.message}", icon=":material/check_circle:")
+
+
+if models is not None:
+    current = models[models["status"] == "current"]["version"].tolist() if "status" in models else []
+    current_version = current[0] if current else None
+    c1, c2, c3 = st.columns([1.2, 1, 1])
+    c1.metric("Current version", current_version or "none")
+    c2.metric("Versions", f"{len(models):,}")
+    c3.metric("Candidates", f"{int((models['status'] == 'candidate').sum()):,}" if "status" in models else "0")
+
+    with st.container(border=True):
+        a, b = st.columns([1, 3], vertical_alignment="center")
+        running = _running()
+        if a.button("Retrain from labels", type="primary", icon=":material/model_training:", key="m_retrain",
+                    disabled=running or not me, width="stretch",
+                    help=None if me else "Enter your name in the sidebar first"):
+            with common.guard("Could not start the retrain"):
+                jobs["retrain"] = wb.start_retrain(me).job_id
+        b.caption("Trains a new candidate version on all events and the latest labels, in the background: "
+                  "keep working on cases meanwhile.")
+        job_panel("retrain")
+        job_panel("rescore")
+
+    if models.empty:
+        st.info("No model yet. Retrain above, or run `sleuth train`.")
+    else:
+        st.dataframe(_metric_columns(models), hide_index=True, width="stretch", key="m_table",
+                     column_config={"created_at": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
+                                    "path": None, "data_snapshot": None})
+
+        st.subheader("Compare on reviewed cases")
+        versions = models.sort_values("created_at", ascending=False)["version"].tolist() if "created_at" in models \
+            else models["version"].tolist()
+        others = [v for v in versions if v != current_version]
+        l, r = st.columns(2)
+        base = l.selectbox("Current", versions, index=versions.index(current_version) if current_version in versions else 0,
+                           key="m_base")
+        cand = r.selectbox("Compare with", [None] + others, index=1 if others else 0, key="m_cand",
+                           format_func=lambda v: "(none)" if v is None else v)
+        chosen = [v for v in (base, cand) if v]
+        metrics: dict[str, dict] = {}
+        with common.guard("Could not compute the metrics"):
+            with st.spinner("Scoring reviewed cases..."):
+                metrics = {v: wb.model_metrics(v) for v in dict.fromkeys(chosen)}
+        pr = {v: m["pr_curve"] for v, m in metrics.items() if m.get("pr_curve")}
+        cal = {v: m["calibration"] for v, m in metrics.items() if m.get("calibration")}
+        if not pr and not cal and metrics:
+            st.info("Not enough reviewed cases with both outcomes to draw curves yet: decide a few cases first.")
+        g1, g2 = st.columns(2)
+        if pr:
+            g1.plotly_chart(charts.pr_curve_figure(pr), key="m_pr")
+        if cal:
+            g2.plotly_chart(charts.calibration_figure(cal), key="m_cal")
+        at_k = {v: m.get("precision_at_k") for v, m in metrics.items() if m.get("precision_at_k") is not None}
+        if at_k:
+            rows = []
+            for v, value in at_k.items():
+                items = value.items() if isinstance(value, dict) else [("k", value)]
+                rows.append({"version": v, **{f"precision@{k}": p for k, p in items}})
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="m_atk")
+
+        st.subheader("Promote or roll back")
+        p1, p2, _ = st.columns([1.3, 1, 2])
+        promotable = cand if cand and cand != current_version else None
+        if p1.button(f"Promote {promotable or ''}".strip(), type="primary", key="m_promote", width="stretch",
+                     disabled=promotable is None or not me or running,
+                     help="Make the compared version current, then rescore every user"):
+            with common.guard("Promote failed"):
+                wb.promote(promotable, me)
+                jobs["rescore"] = wb.start_rescore(me).job_id
+                st.rerun()
+        if p2.button("Roll back", key="m_rollback", width="stretch", disabled=not me or running,
+                     help="Make the previously current version current again"):
+            with common.guard("Roll back failed"):
+                version = wb.rollback(me)
+                st.toast(f"Rolled back to {version}")
+                jobs["rescore"] = wb.start_rescore(me).job_id
+                st.rerun()

@@ -1,0 +1,112 @@
+"""Queue page (landing): open cases, riskiest first; filters, sort, claim, next case."""
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from analyst import charts
+from analyst.views import common
+
+STATUSES = ("open", "claimed", "escalated", "closed")
+SORTS = {"risk": "Risk (highest first)", "age": "Account age (newest first)", "opened": "Opened (latest first)"}
+
+wb = common.workbench()
+me = common.analyst()
+
+st.title("Case queue")
+st.caption("Flagged users waiting for review, riskiest first. Pick one, or let **Next case** choose.")
+
+with st.container(border=True):
+    c1, c2, c3, c4, c5 = st.columns([1.3, 1.2, 1.4, 1.2, 1.0])
+    statuses = c1.multiselect("Status", STATUSES, default=["open", "claimed", "escalated"], key="q_status")
+    risk_range = c2.slider("Risk", 0.0, 1.0, (0.0, 1.0), step=0.01, key="q_risk", format="%.2f")
+    event_types = c3.multiselect("Has event types", wb.event_types(), key="q_types",
+                                 placeholder="any event type")
+    dates = c4.date_input("Opened between", value=[], key="q_dates")
+    sort = c5.selectbox("Sort", list(SORTS), format_func=SORTS.get, key="q_sort")
+
+since = until = None
+if isinstance(dates, (tuple, list)) and len(dates) >= 1:
+    since = dt.datetime.combine(dates[0], dt.time.min)
+    until = dt.datetime.combine(dates[-1], dt.time.max)
+
+queue = None
+with common.guard("Could not load the queue"):
+    queue = wb.queue(statuses=tuple(statuses) or STATUSES, min_risk=risk_range[0], max_risk=risk_range[1],
+                     event_types=tuple(event_types), since=since, until=until, sort=sort)
+
+if queue is not None:
+    m1, m2, m3, m4, m5 = st.columns([1, 1, 1, 1, 1.4])
+    m1.metric("Cases shown", f"{len(queue):,}")
+    m2.metric("High risk (>= 80%)", f"{int((queue['risk'] >= 0.8).sum()):,}")
+    m3.metric("Unassigned", f"{int(queue['assignee'].isna().sum()):,}")
+    m4.metric("Yours", f"{int((queue['assignee'] == me).sum()):,}" if me else "-")
+    with m5:
+        if st.button("Next case", type="primary", icon=":material/arrow_forward:", key="q_next",
+                     help="Open (and claim) the riskiest case nobody else has claimed",
+                     width="stretch"):
+            with common.guard("Could not pick the next case"):
+                case_id = wb.next_case(me)
+                if case_id is None:
+                    st.info("No unclaimed case left in the queue.")
+                else:
+                    row = wb.queue(statuses=STATUSES).set_index("case_id").loc[case_id]
+                    if me:
+                        wb.claim(case_id, me)
+                    common.open_case(str(row["user_id"]))
+
+    if queue.empty:
+        st.info("No case matches these filters. Widen the filters, or score new data "
+                "(`sleuth score`) to open cases.", icon=":material/inbox:")
+    else:
+        shown = queue.assign(
+            why=queue["why"].map(lambda w: common.WHY_LABELS.get(w, w)),
+            link=[f"case?user={u}" for u in queue["user_id"]],
+        )
+        event = st.dataframe(
+            shown,
+            key="queue_table",
+            hide_index=True,
+            width="stretch",
+            height=min(38 + 35 * len(shown), 560),
+            on_select="rerun",
+            selection_mode="single-row",
+            column_order=["risk", "user_id", "top_reason", "tags", "why", "status", "assignee",
+                          "age_days", "opened_at", "link"],
+            column_config={
+                "risk": st.column_config.ProgressColumn("Risk", format="percent", min_value=0.0, max_value=1.0,
+                                                       width="small"),
+                "user_id": st.column_config.TextColumn("User", width="small"),
+                "top_reason": st.column_config.TextColumn("Top reason", width="large"),
+                "tags": st.column_config.ListColumn("Tags"),
+                "why": st.column_config.TextColumn("In queue because", help="high risk / uncertain / random control"),
+                "status": st.column_config.TextColumn("Status", width="small"),
+                "assignee": st.column_config.TextColumn("Assignee", width="small"),
+                "age_days": st.column_config.NumberColumn("Account age (d)", format="%.1f", width="small"),
+                "opened_at": st.column_config.DatetimeColumn("Opened", format="YYYY-MM-DD HH:mm"),
+                "link": st.column_config.LinkColumn("Link", display_text="open", width="small"),
+            },
+        )
+        rows = event.selection.rows if event is not None else []
+        if rows:
+            picked = queue.iloc[rows[0]]
+            with st.container(border=True):
+                a, b, c = st.columns([3, 1, 1])
+                a.markdown(f"**User {picked['user_id']}** - risk {common.pct(picked['risk'])} - "
+                           f"{picked['top_reason'] or 'no reason stored'}")
+                if b.button("Open case", type="primary", key="q_open", width="stretch"):
+                    common.open_case(str(picked["user_id"]))
+                claimable = picked["status"] in ("open", "escalated") and me is not None
+                if c.button("Claim", key="q_claim", disabled=not claimable, width="stretch",
+                            help=None if me else "Enter your name in the sidebar to claim cases"):
+                    with common.guard("Could not claim the case"):
+                        if wb.claim(int(picked["case_id"]), me):
+                            st.toast(f"Claimed case {int(picked['case_id'])}")
+                            st.rerun()
+                        else:
+                            st.warning("Someone else claimed this case first.")
+        else:
+            st.caption("Select a row to open or claim it.")
+        with st.expander("Risk distribution of the cases shown"):
+            st.plotly_chart(charts.risk_histogram(queue["risk"]), key="q_hist")

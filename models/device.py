@@ -1,0 +1,34 @@
+"""Where the encoder runs: CUDA with bf16 autocast when present, else CPU (same code path)."""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto -> cuda if available else cpu; ValueError for an unknown name or missing CUDA."""
+    if name not in DEVICES:
+        raise ValueError(f"device={name!r}: expected one of {DEVICES}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA device")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; nothing on CPU (no native bf16 matmuls on most CPUs)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def use_all_cores(device: torch.device) -> None:
+    """On CPU, let torch use every core the process may run on."""
+    if device.type == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(max(1, cores or 1))

@@ -1,0 +1,579 @@
+"""`Scorer`: the calibrated risk model analysts see (scikit-learn style; higher = riskier).
+
+fit(events, labels):
+  1. tokenizer learns the vocabularies; the encoder is pretrained on every timeline to predict the
+     next event (self-supervised, no labels needed);
+  2. with labels of both classes (at least 2 of each): the risk head is fine-tuned at each label's
+     `as_of` position, on a stratified part of the labelled users; on the held-out part a stacker
+     (logistic regression over [head logit, surprise stats]) is fitted and then Platt-calibrated
+     on its cross-validated outputs. `predict_proba` is a probability;
+  3. with zero or one-class labels: the surprise alone ranks. The risk logit is the standardised
+     mean surprise so far and `predict_proba` maps it through its empirical CDF over the training
+     users: a rank in [0, 1] (share of training users less surprising), NOT a probability.
+
+Risk "as of" an event uses only events up to it (causal). Surprise of an event = -log p(event |
+earlier events) summed over the predicted fields (nats). Stacker features at event t (all causal,
+within the event's context window, see models.train.context_start):
+  head_logit, surprise_mean (mean over events <= t), surprise_max, surprise_recent (mean of the
+  last 16 events), surprise_last (event t itself).
+The whole chain from field ids to the final (pre-Platt) logit is torch (`risk_logits`), so it can
+be differentiated end to end for explanations.
+
+A fitted Scorer is one directory (`save_pretrained`): config.json + model.safetensors (encoder),
+tokenizer.json (vocabularies), scorer.json (config, stacker, calibrator, fit info).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+from models.device import autocast, resolve_device, use_all_cores
+from models.encoder import EventEncoder, EventEncoderConfig
+from models.tokenizer import (
+    HEAD_FIELDS,
+    EventTokenizer,
+    TokenizedEvents,
+    TokenizerConfig,
+    check_events,
+    naive_utc_ns,
+)
+from models.train import (
+    TrainConfig,
+    Windows,
+    collate,
+    context_start,
+    field_counts,
+    finetune,
+    length_batches,
+    pretrain,
+    recent_windows,
+    target_windows,
+)
+
+FEATURES: tuple[str, ...] = ("head_logit", "surprise_mean", "surprise_max", "surprise_recent", "surprise_last")
+RECENT = 16  # events in the surprise_recent window
+ZERO_LABEL_FEATURE = "surprise_mean"
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """Defaults = the demo model (trains on ~3000 users x ~100 events in under 2 minutes on 2 cores).
+
+    label_val_frac: share of labelled users held out for early stopping, the stacker and Platt.
+    time_budget_s: optional cap on each training phase (makes results depend on machine speed).
+    """
+
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    max_events: int = 256
+    mlp_ratio: int = 2
+    dropout: float = 0.1
+    pretrain_epochs: int = 6
+    finetune_epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-3
+    val_frac: float = 0.1
+    label_val_frac: float = 0.25
+    patience: int = 2
+    seed: int = 0
+    device: str = "auto"
+    aux_weight: float = 1.0
+    time_budget_s: float | None = None
+    score_batch_size: int = 64
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tokenizer, dict):  # from JSON
+            object.__setattr__(self, "tokenizer", TokenizerConfig(**self.tokenizer))
+        for name in ("d_model", "n_layers", "n_heads", "max_events", "mlp_ratio", "batch_size", "score_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r}: expected >= 1")
+        if self.max_events < 2:
+            raise ValueError(f"ScorerConfig.max_events={self.max_events}: expected >= 2")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"ScorerConfig.d_model={self.d_model} is not a multiple of n_heads={self.n_heads}")
+        for name in ("val_frac", "label_val_frac"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r}: expected in [0, 1)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"ScorerConfig.device={self.device!r}: expected auto, cpu or cuda")
+
+    def train_config(self, epochs: int, progress: bool) -> TrainConfig:
+        return TrainConfig(
+            epochs=epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience, seed=self.seed,
+            time_budget_s=self.time_budget_s, aux_weight=self.aux_weight, progress=progress,
+        )
+
+
+class RiskStack(nn.Module):
+    """Final risk logit = a linear map of the causal features (see FEATURES), in torch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(len(FEATURES)))
+        self.register_buffer("bias", torch.zeros(()))
+
+    @staticmethod
+    def features(head_logit: torch.Tensor, surprise: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """(B, T) head logit, total surprise and real-event mask -> (B, T, len(FEATURES))."""
+        s = surprise * real  # (B, T)
+        count = real.float().cumsum(1)  # events so far
+        total = s.cumsum(1)
+        mean = total / count.clamp(min=1)
+        peak = s.cummax(1).values
+        lag_total = F.pad(total, (RECENT, 0))[:, : total.size(1)]  # total RECENT events earlier
+        lag_count = F.pad(count, (RECENT, 0))[:, : count.size(1)]
+        recent = (total - lag_total) / (count - lag_count).clamp(min=1)
+        return torch.stack([head_logit, mean, peak, recent, s], dim=-1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features @ self.weight + self.bias  # (B, T)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One scored batch of windows (what the scoring loop hands to its callers)."""
+
+    windows: np.ndarray  # (B,) window ids
+    inputs: dict[str, torch.Tensor]
+    hidden: torch.Tensor  # (B, T, D)
+    head_logit: torch.Tensor  # (B, T)
+    surprise: dict[str, torch.Tensor]  # field -> (B, T)
+    features: torch.Tensor  # (B, T, F)
+    logit: torch.Tensor  # (B, T) final pre-Platt logit
+
+
+def _label_values(col: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        values = pd.to_numeric(col, errors="coerce").to_numpy(float)
+    else:
+        mapping = {"1": 1.0, "0": 0.0, "fraud": 1.0, "legit": 0.0, "true": 1.0, "false": 0.0}
+        values = col.astype("string").str.strip().str.lower().map(mapping).to_numpy(float, na_value=np.nan)
+    bad = ~np.isin(values, [0.0, 1.0])
+    if bad.any():
+        raise ValueError(f"labels.label has value(s) {col[bad].unique()[:5].tolist()}: expected 0/1 (or fraud/legit)")
+    return values.astype(np.int64)
+
+
+class Scorer:
+    """Calibrated, causal risk scores from the event encoder. See the module docstring.
+
+    Learned attributes: tokenizer_, model_, stack_ (RiskStack), calibrator_ (dict: Platt slope /
+    intercept, or the empirical-CDF quantiles in zero-label mode), mode_ ("supervised" or
+    "surprise"), n_labels_, fit_info_, classes_, device_.
+    """
+
+    def __init__(self, config: ScorerConfig | None = None) -> None:
+        if config is not None and not isinstance(config, ScorerConfig):
+            raise ValueError(f"config must be a ScorerConfig, got {type(config).__name__}")
+        self.config = config or ScorerConfig()
+
+    # ================================================================== fitting
+    def fit(self, events: pd.DataFrame, labels: pd.DataFrame | None = None, *, progress: bool = True) -> "Scorer":
+        """Pretrain on every timeline; with labels of both classes fine-tune, stack and calibrate."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        check_events(events)
+        device = resolve_device(cfg.device)
+        use_all_cores(device)
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+
+        tokenizer = EventTokenizer(cfg.tokenizer).fit(events)
+        tok = tokenizer.transform(events)
+        enc_cfg = EventEncoderConfig(
+            field_vocab_sizes=tokenizer.vocab_sizes, head_fields=list(HEAD_FIELDS),
+            query_buckets=cfg.tokenizer.n_query_buckets, query_slots=cfg.tokenizer.query_slots,
+            d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, mlp_ratio=cfg.mlp_ratio,
+            max_events=cfg.max_events, dropout=cfg.dropout,
+        )
+        model = EventEncoder(enc_cfg).to(device)
+        model.set_priors(field_counts(tok, {f: enc_cfg.field_vocab_sizes[f] for f in HEAD_FIELDS}))
+        self.tokenizer_, self.model_, self.device_ = tokenizer, model, device
+        self.stack_ = RiskStack().to(device)
+        self.classes_ = np.array([0, 1])
+
+        # ---- 1. self-supervised pretraining on every user's most recent events
+        users = rng.permutation(tok.n_users)
+        n_val = int(round(cfg.val_frac * tok.n_users)) if tok.n_users >= 10 else 0
+        val_users, train_users = np.sort(users[:n_val]), np.sort(users[n_val:])
+        info: dict = {"n_users": int(tok.n_users), "n_events": int(len(tok.ts)), "device": str(device)}
+        info["pretrain"] = pretrain(
+            model, tok,
+            recent_windows(tok, train_users, cfg.max_events), recent_windows(tok, val_users, cfg.max_events),
+            cfg.train_config(cfg.pretrain_epochs, progress), device,
+        )
+
+        # ---- 2. labels: fine-tune + stack + Platt, or surprise alone
+        targets = self._label_targets(tok, labels) if labels is not None and len(labels) else None
+        self.n_labels_ = 0 if targets is None else int(len(targets[0]))
+        per_user = None
+        if targets is not None:
+            per_user = pd.Series(targets[2]).groupby(targets[0]).max()
+        if per_user is not None and min((per_user == 1).sum(), (per_user == 0).sum()) >= 2:
+            self._fit_supervised(tok, targets, per_user, info, progress)
+        else:
+            self._fit_surprise(tok, info)
+        info["seconds"] = time.perf_counter() - t0
+        self.fit_info_ = info
+        return self
+
+    def _label_targets(self, tok: TokenizedEvents, labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user index, local position, label) per label row; latest row wins per (user, position)."""
+        if not isinstance(labels, pd.DataFrame):
+            raise ValueError(f"labels must be a pandas DataFrame, got {type(labels).__name__}")
+        missing = [c for c in ("user_id", "label") if c not in labels.columns]
+        if missing:
+            raise ValueError(f"labels frame lacks required column(s) {missing}")
+        y = _label_values(labels["label"])
+        users, positions = self._positions(tok, labels)
+        frame = pd.DataFrame({"u": users, "p": positions, "y": y}).drop_duplicates(["u", "p"], keep="last")
+        return frame["u"].to_numpy(), frame["p"].to_numpy(), frame["y"].to_numpy()
+
+    def _fit_supervised(self, tok, targets, per_user: pd.Series, info: dict, progress: bool) -> None:
+        cfg, model, device = self.config, self.model_, self.device_
+        users, positions, y = targets
+        labelled = per_user.index.to_numpy()
+        train_u, val_u = train_test_split(
+            labelled, test_size=cfg.label_val_frac, stratify=per_user.to_numpy(), random_state=cfg.seed
+        )
+        in_val = np.isin(users, val_u)
+        train_w = target_windows(tok, users[~in_val], positions[~in_val], cfg.max_events, y[~in_val])
+        val_w = target_windows(tok, users[in_val], positions[in_val], cfg.max_events, y[in_val])
+        n_pos = float(y[~in_val].sum())
+        pos_weight = float(np.clip((len(y[~in_val]) - n_pos) / max(n_pos, 1.0), 1.0, 10.0))
+        with torch.no_grad():  # start the head at the base rate
+            model.risk_head.bias.fill_(math.log(max(n_pos, 1.0) / max(len(y[~in_val]) - n_pos, 1.0)))
+        info["finetune"] = finetune(
+            model, tok, train_w, val_w, cfg.train_config(cfg.finetune_epochs, progress), device, pos_weight
+        )
+
+        # stacker on held-out features, then Platt on its cross-validated outputs
+        X, yv = self._window_features(tok, val_w)
+        stacker = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        stacker.fit(X, yv)
+        scaler, lr = stacker[0], stacker[1]
+        w = lr.coef_[0] / scaler.scale_
+        b = lr.intercept_[0] - float(np.dot(w, scaler.mean_))
+        with torch.no_grad():
+            self.stack_.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+            self.stack_.bias.fill_(float(b))
+        slope, intercept, platt = 1.0, 0.0, "skipped: too few held-out labels of a class"
+        folds = int(min(5, yv.sum(), len(yv) - yv.sum()))
+        if folds >= 2:
+            cv = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed)
+            z = cross_val_predict(stacker, X, yv, cv=cv, method="decision_function")
+            p = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], yv)
+            if p.coef_[0, 0] > 0:
+                slope, intercept, platt = float(p.coef_[0, 0]), float(p.intercept_[0]), "fitted"
+            else:
+                platt = "skipped: non-positive slope"
+        self.mode_ = "supervised"
+        self.calibrator_ = {"kind": "platt", "slope": slope, "intercept": intercept}
+        info.update(
+            mode="supervised", n_labels=self.n_labels_, n_train_targets=int((~in_val).sum()),
+            n_val_targets=int(in_val.sum()), pos_weight=pos_weight, platt=platt,
+            stacker_weights=dict(zip(FEATURES, map(float, w))),
+        )
+        z_val = X @ w + b
+        if 0 < yv.sum() < len(yv):
+            from sklearn.metrics import average_precision_score, roc_auc_score
+
+            info["val_stacked_auprc"] = float(average_precision_score(yv, z_val))
+            info["val_stacked_auroc"] = float(roc_auc_score(yv, z_val))
+
+    def _fit_surprise(self, tok: TokenizedEvents, info: dict) -> None:
+        """Zero-label mode: risk logit = standardised mean surprise; proba = its empirical CDF."""
+        last = np.arange(tok.n_users)
+        windows = target_windows(tok, last, tok.lengths - 1, self.config.max_events)
+        j = FEATURES.index(ZERO_LABEL_FEATURE)
+        X, _ = self._window_features(tok, windows)
+        stat = X[:, j]
+        mu, sd = float(stat.mean()), float(stat.std()) or 1.0
+        w = np.zeros(len(FEATURES))
+        w[j] = 1.0 / sd
+        with torch.no_grad():
+            self.stack_.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+            self.stack_.bias.fill_(-mu / sd)
+        z = np.sort((stat - mu) / sd)
+        quantiles = np.quantile(z, np.linspace(0, 1, min(len(z), 1001)))
+        self.mode_ = "surprise"
+        self.calibrator_ = {"kind": "ecdf", "quantiles": [float(q) for q in quantiles]}
+        info.update(mode="surprise", n_labels=self.n_labels_, zero_label_feature=ZERO_LABEL_FEATURE)
+
+    # ================================================================== scoring internals
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this Scorer is not fitted yet: call fit(events, labels) or Scorer.from_pretrained(path)")
+
+    def _run(self, tok: TokenizedEvents, windows: Windows, progress: bool = False):
+        """Score windows in length-bucketed batches; yields _Batch (no gradients)."""
+        model, device = self.model_, self.device_
+        model.eval()
+        batches = length_batches(windows.stop - windows.start, self.config.score_batch_size, None)
+        for batch in tqdm(batches, desc="scoring", disable=not progress, leave=False):
+            inputs = collate(tok, windows.start[batch], windows.stop[batch], device)
+            with torch.inference_mode(), autocast(device):
+                out = model(inputs)
+                surprise = model.field_surprise(inputs, out)
+                total = torch.stack(list(surprise.values())).sum(0)
+                head = out.risk_logits.float()
+                feats = RiskStack.features(head, total, inputs["event_type"] != 0)
+                logit = self.stack_(feats)
+            yield _Batch(batch, inputs, out.last_hidden_state, head, surprise, feats, logit)
+
+    def _window_features(self, tok: TokenizedEvents, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+        """Stacker features (n_targets, F) and labels at every target of the windows."""
+        X, y = [], []
+        for b in self._run(tok, windows):
+            for r, w in enumerate(b.windows):
+                X.append(b.features[r, windows.target_offset[w]].float().cpu().numpy())
+                y.append(windows.target_label[w])
+        return np.concatenate(X).astype(np.float64), np.concatenate(y).astype(np.int64)
+
+    def _positions(self, tok: TokenizedEvents, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(user index, local position of the last event with ts <= as_of) per row of `rows`."""
+        users = pd.Index(tok.user_ids).get_indexer(rows["user_id"])
+        if (users < 0).any():
+            unknown = rows["user_id"][users < 0].unique()[:5].tolist()
+            raise ValueError(f"user_id(s) {unknown} have no events in the events frame")
+        positions = tok.lengths[users] - 1
+        if "as_of" in rows.columns:
+            as_of = pd.to_datetime(rows["as_of"])
+            given = as_of.notna().to_numpy()
+            if given.any():
+                ts = naive_utc_ns(as_of[given]).astype(np.int64)
+                u = users[given]
+                pos = np.empty(len(u), dtype=np.int64)
+                all_ts = tok.ts.astype(np.int64)
+                order = np.argsort(u, kind="stable")
+                bounds = np.searchsorted(u[order], np.arange(tok.n_users + 1))
+                for uid in np.unique(u):
+                    idx = order[bounds[uid] : bounds[uid + 1]]
+                    lo, hi = tok.offsets[uid], tok.offsets[uid + 1]
+                    pos[idx] = np.searchsorted(all_ts[lo:hi], ts[idx], side="right") - 1
+                if (pos < 0).any():
+                    bad = rows.loc[given].iloc[np.flatnonzero(pos < 0)[:5]]
+                    raise ValueError(
+                        f"no event at or before as_of for user_id(s) {bad['user_id'].tolist()} "
+                        f"(as_of {bad['as_of'].astype(str).tolist()})"
+                    )
+                positions = positions.copy()
+                positions[given] = pos
+        return users, positions
+
+    def _logits_at(self, events: pd.DataFrame, at: pd.DataFrame | None) -> np.ndarray:
+        """Final pre-Platt logit per query row (or per user, sorted, when at is None)."""
+        self._check_fitted()
+        tok = self.tokenizer_.transform(events)
+        if at is None:
+            users, positions = np.arange(tok.n_users), tok.lengths - 1
+        else:
+            if not isinstance(at, pd.DataFrame) or "user_id" not in at.columns:
+                raise ValueError("at must be a DataFrame with a user_id column (and optionally as_of)")
+            users, positions = self._positions(tok, at)
+        return self._logits_for(tok, users, positions)
+
+    def _logits_for(self, tok: TokenizedEvents, users: np.ndarray, positions: np.ndarray, progress: bool = False) -> np.ndarray:
+        windows = target_windows(tok, users, positions, self.config.max_events)
+        out = np.empty(len(users), dtype=np.float64)
+        for b in self._run(tok, windows, progress):
+            logit = b.logit.float().cpu().numpy()
+            for r, w in enumerate(b.windows):
+                out[windows.target_index[w]] = logit[r, windows.target_offset[w]]
+        return out
+
+    def _calibrated_logit(self, z: np.ndarray) -> np.ndarray:
+        if self.calibrator_["kind"] == "platt":
+            return self.calibrator_["slope"] * z + self.calibrator_["intercept"]
+        return z
+
+    def _proba(self, z: np.ndarray) -> np.ndarray:
+        if self.calibrator_["kind"] == "platt":
+            return 1.0 / (1.0 + np.exp(-self._calibrated_logit(z)))
+        q = np.asarray(self.calibrator_["quantiles"])
+        return np.interp(z, q, np.linspace(0.0, 1.0, len(q)))
+
+    # ================================================================== public scoring API
+    def predict_proba(self, events: pd.DataFrame, at: pd.DataFrame | None = None) -> np.ndarray:
+        """(n, 2): column 1 = P(fraud) as of each `at` row (user_id, as_of) or each user's last event.
+
+        at=None: one row per user in sorted(unique user_id) order. as_of NaT or no as_of column:
+        the user's last event. ValueError for a user without events (at or before as_of).
+        """
+        p = self._proba(self._logits_at(events, at))
+        return np.stack([1.0 - p, p], axis=1)
+
+    def decision_function(self, events: pd.DataFrame, at: pd.DataFrame | None = None) -> np.ndarray:
+        """(n,) calibrated risk logit (zero-label mode: standardised surprise); monotone with proba."""
+        return self._calibrated_logit(self._logits_at(events, at))
+
+    def score_users(self, events: pd.DataFrame, *, progress: bool = False) -> pd.DataFrame:
+        """One row per user (sorted): user_id, score, head_logit, surprise, n_events, as_of (last ts).
+
+        surprise = mean per-event surprise (nats) over the context window of the last event.
+        """
+        self._check_fitted()
+        tok = self.tokenizer_.transform(events)
+        users, positions = np.arange(tok.n_users), tok.lengths - 1
+        windows = target_windows(tok, users, positions, self.config.max_events)
+        logit = np.empty(tok.n_users)
+        head = np.empty(tok.n_users)
+        surprise = np.empty(tok.n_users)
+        j = FEATURES.index("surprise_mean")
+        for b in self._run(tok, windows, progress):
+            for r, w in enumerate(b.windows):
+                u, off = windows.target_index[w], windows.target_offset[w]
+                logit[u] = b.logit[r, off].float().cpu().numpy()
+                head[u] = b.head_logit[r, off].float().cpu().numpy()
+                surprise[u] = b.features[r, off, j].float().cpu().numpy()
+        return pd.DataFrame({
+            "user_id": tok.user_ids,
+            "score": self._proba(logit),
+            "head_logit": head,
+            "surprise": surprise,
+            "n_events": tok.lengths.astype(np.int64),
+            "as_of": tok.ts[tok.offsets[1:] - 1],
+        })
+
+    def score_history(self, timeline: pd.DataFrame) -> pd.DataFrame:
+        """ONE user's events + risk (as of each event, in [0, 1]), surprise and surprise_<field>.
+
+        Rows come back in the input order with the input index. surprise (nats) of an event is
+        -log p(event | earlier events in its context window); the first event is scored under the
+        training frequencies of its field values.
+        """
+        self._check_fitted()
+        check_events(timeline)
+        if timeline["user_id"].nunique() != 1:
+            raise ValueError(f"score_history takes one user's events, got {timeline['user_id'].nunique()} users")
+        tok = self.tokenizer_.transform(timeline)
+        n = len(tok.ts)
+        positions = np.arange(n)
+        windows = target_windows(tok, np.zeros(n, dtype=np.int64), positions, self.config.max_events)
+        logit = np.empty(n)
+        fields = {f: np.empty(n) for f in HEAD_FIELDS}
+        for b in self._run(tok, windows):
+            for r, w in enumerate(b.windows):
+                p, off = windows.target_index[w], windows.target_offset[w]
+                logit[p] = b.logit[r, off].float().cpu().numpy()
+                for f in HEAD_FIELDS:
+                    fields[f][p] = b.surprise[f][r, off].float().cpu().numpy()
+        def in_input_order(values: np.ndarray) -> np.ndarray:  # token i is input row tok.row[i]
+            out = np.empty(n)
+            out[tok.row] = values
+            return out
+
+        out = timeline.copy()
+        out["risk"] = in_input_order(self._proba(logit))
+        out["surprise"] = in_input_order(np.sum([fields[f] for f in HEAD_FIELDS], axis=0))
+        for f in HEAD_FIELDS:
+            out[f"surprise_{f}"] = in_input_order(fields[f])
+        return out
+
+    def embed(self, events: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        """Per-user embedding (n_users, d_model): mean final hidden state over the last event's window."""
+        self._check_fitted()
+        tok = self.tokenizer_.transform(events)
+        users = np.arange(tok.n_users)
+        windows = target_windows(tok, users, tok.lengths - 1, self.config.max_events)
+        out = np.empty((tok.n_users, self.config.d_model), dtype=np.float32)
+        for b in self._run(tok, windows):
+            real = (b.inputs["event_type"] != 0).float()  # (B, T)
+            mean = (b.hidden.float() * real[..., None]).sum(1) / real.sum(1, keepdim=True).clamp(min=1)
+            out[np.concatenate([windows.target_index[w] for w in b.windows])] = mean.cpu().numpy()
+        return [str(u) for u in tok.user_ids], out
+
+    # ================================================================== explanation hooks
+    def encode(self, timeline: pd.DataFrame) -> dict[str, torch.Tensor]:
+        """One user's timeline -> model inputs (batch of 1) on the model's device.
+
+        The window is the one that scores the last event (its context window, at most max_events
+        events), so `risk_logits(encode(t))[0, -1]` is that user's pre-Platt logit as of the last
+        event. Keys: each id field (1, T), "amount_value" (1, T) float, "query" (1, T, K).
+        """
+        self._check_fitted()
+        check_events(timeline)
+        if timeline["user_id"].nunique() != 1:
+            raise ValueError(f"encode takes one user's events, got {timeline['user_id'].nunique()} users")
+        tok = self.tokenizer_.transform(timeline)
+        n = len(tok.ts)
+        start = int(context_start(np.array([n - 1]), self.config.max_events)[0])
+        return collate(tok, np.array([start]), np.array([n]), self.device_)
+
+    def risk_logits(self, inputs: dict[str, torch.Tensor], attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) final pre-Platt risk logit at every position; differentiable end to end.
+
+        Right-padded inputs need no mask; left-padded ones need attention_mask (1 = real event).
+        """
+        self._check_fitted()
+        out = self.model_(inputs, attention_mask=attention_mask)
+        surprise = self.model_.field_surprise(inputs, out)
+        total = torch.stack(list(surprise.values())).sum(0)
+        real = inputs["event_type"] != 0
+        if attention_mask is not None:
+            real = real & attention_mask.bool()
+        return self.stack_(RiskStack.features(out.risk_logits.float(), total, real))
+
+    def calibrate(self, logits: np.ndarray) -> np.ndarray:
+        """Map pre-Platt logits (from risk_logits) to the scores predict_proba reports."""
+        self._check_fitted()
+        return self._proba(np.asarray(logits, dtype=np.float64))
+
+    # ================================================================== persistence
+    def save_pretrained(self, path: str | Path) -> None:
+        """One directory per model version: config.json, model.safetensors, tokenizer.json, scorer.json."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model_.save_pretrained(path)
+        self.tokenizer_.save(path)
+        state = {
+            "config": asdict(self.config),
+            "mode": self.mode_,
+            "stack": {"weight": self.stack_.weight.tolist(), "bias": float(self.stack_.bias), "features": list(FEATURES)},
+            "calibrator": self.calibrator_,
+            "n_labels": self.n_labels_,
+            "fit_info": self.fit_info_,
+        }
+        (path / "scorer.json").write_text(json.dumps(state, indent=1, default=float))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None) -> "Scorer":
+        """Load a directory written by save_pretrained (device: override the saved config's)."""
+        path = Path(path)
+        file = path / "scorer.json"
+        if not file.is_file():
+            raise ValueError(f"{str(path)!r} is not a saved Scorer (no scorer.json)")
+        state = json.loads(file.read_text())
+        config = ScorerConfig(**state["config"])
+        scorer = cls(config)
+        scorer.device_ = resolve_device(device or config.device)
+        scorer.tokenizer_ = EventTokenizer.load(path)
+        scorer.model_ = EventEncoder.from_pretrained(path).to(scorer.device_).eval()
+        scorer.stack_ = RiskStack().to(scorer.device_)
+        with torch.no_grad():
+            scorer.stack_.weight.copy_(torch.tensor(state["stack"]["weight"]))
+            scorer.stack_.bias.fill_(state["stack"]["bias"])
+        scorer.mode_ = state["mode"]
+        scorer.calibrator_ = state["calibrator"]
+        scorer.n_labels_ = state["n_labels"]
+        scorer.fit_info_ = state["fit_info"]
+        scorer.classes_ = np.array([0, 1])
+        return scorer
