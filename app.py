@@ -10,6 +10,7 @@ import streamlit as st
 from analyst.views import common
 
 st.set_page_config(page_title="sleuth - fraud investigation", page_icon=":material/policy:", layout="wide")
+st.set_option("client.toolbarMode", "viewer")  # a product, not a dev server: no Deploy button
 
 pages = [
     st.Page("analyst/views/queue.py", title="Queue", icon=":material/inbox:", url_path="queue", default=True),
@@ -24,12 +25,16 @@ with st.sidebar:
     st.caption("Fraud investigation workbench")
     name, source = common.analyst_source()
     if source == "session":
-        # asked once per session; kept in session_state for every decision of this tab
-        st.text_input("Your name", key=common.ANALYST_KEY, placeholder="recorded on decisions",
+        # asked once per session: a plain session_state key keeps it across pages (widget state
+        # is dropped when a page switch happens), the widget key is re-seeded from it every run
+        st.session_state["_analyst_input"] = st.session_state.get(common.ANALYST_KEY, "")
+        st.text_input("Your name", key="_analyst_input", placeholder="recorded on decisions",
+                      on_change=common.remember_analyst,
                       help="Set SLEUTH_ANALYST or configure login to skip this.")
     else:
         st.markdown(f"Analyst: **{name}**")
-    st.toggle("Demo mode", key=common.DEMO_KEY,
+    st.session_state["_demo_input"] = bool(st.session_state.get(common.DEMO_KEY, False))
+    st.toggle("Demo mode", key="_demo_input", on_change=common.remember_demo,
               help="Reveal synthetic ground truth, mask ip and device ids, guided walk through a case.")
 
 with common.guard("This page failed"):

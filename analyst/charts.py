@@ -134,7 +134,8 @@ def timeline_figure(
         fig.add_trace(
             go.Scatter(
                 x=ts, y=frame[risk].astype(float), mode="lines", name="risk",
-                line=dict(color=RISK_COLOUR, width=1.6, shape="hv"), opacity=0.75,
+                line=dict(color=RISK_COLOUR, width=1.3, shape="hv"), opacity=0.8,
+                fill="tozeroy", fillcolor="rgba(17,24,39,0.05)",
                 hovertemplate="risk %{y:.1%}<br>%{x|%Y-%m-%d %H:%M}<extra></extra>",
             ),
             secondary_y=True,
@@ -143,7 +144,7 @@ def timeline_figure(
     fig.update_yaxes(title_text=None, categoryorder="array", categoryarray=order[::-1],
                      secondary_y=False, showgrid=True, gridcolor="#f1f5f9")
     fig.update_yaxes(title_text="risk", range=[0, 1.02], tickformat=".0%", secondary_y=True,
-                     showgrid=False)
+                     showgrid=False, tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1.0])
     fig.update_xaxes(title_text=None, showgrid=True, gridcolor="#f1f5f9",
                      rangeslider=dict(visible=len(frame) > 60, thickness=0.06))
     fig.update_layout(

@@ -270,6 +270,8 @@ def _scorer_config(args: argparse.Namespace):
         "d_model": getattr(args, "d_model", None),
         "n_layers": getattr(args, "layers", None),
         "max_events": getattr(args, "max_events", None),
+        "pretrain_epochs": getattr(args, "pretrain_epochs", None),
+        "finetune_epochs": getattr(args, "finetune_epochs", None),
     }.items() if v is not None}
     return ScorerConfig(**overrides)
 
@@ -279,6 +281,8 @@ def _add_model_options(p: argparse.ArgumentParser, seed_default: int | None = No
     p.add_argument("--d-model", type=int, help="hidden size (default 128)")
     p.add_argument("--layers", type=int, help="Transformer layers (default 2)")
     p.add_argument("--max-events", type=int, help="most recent events read per user (default 256)")
+    p.add_argument("--pretrain-epochs", type=int, help="next-event pretraining epochs (default 6)")
+    p.add_argument("--finetune-epochs", type=int, help="risk fine-tuning epochs (default 8)")
 
 
 def build_parser() -> argparse.ArgumentParser:

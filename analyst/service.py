@@ -90,6 +90,7 @@ class Workbench:
         self._refs: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
+        self._synthetic: bool | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -309,7 +310,7 @@ class Workbench:
             cases = cases[cases["opened_at"] <= pd.Timestamp(until)]
         summary = self.store.users()
         summary = summary[summary["user_id"].isin(cases["user_id"])]
-        types = self._event_types_by_user(list(cases["user_id"]))
+        types = {u: set(t) for u, t in zip(summary["user_id"], summary["event_types"])}
         if event_types:
             wanted = set(event_types)
             cases = cases[cases["user_id"].map(lambda u: bool(wanted & types.get(u, set())))]
@@ -325,12 +326,6 @@ class Workbench:
             raise ValueError(f"sort={sort!r}: expected one of {sorted(order)}")
         by, ascending = order[sort]
         return cases.sort_values(by, ascending=ascending)[columns].reset_index(drop=True)
-
-    def _event_types_by_user(self, user_ids: list[str]) -> dict[str, set[str]]:
-        if not user_ids:
-            return {}
-        events = self.store.events(user_ids=user_ids)
-        return {u: set(g) for u, g in events.groupby("user_id")["event_type"]}
 
     def claim(self, case_id: int, analyst: str) -> bool:
         case = self.store.case(case_id)
@@ -379,8 +374,14 @@ class Workbench:
             labels=labels,
             audit=self.store.audit(user_id),
             neighbours=self.neighbours(user_id) if version else pd.DataFrame(),
-            ground_truth=_ground_truth(timeline),
+            ground_truth=_ground_truth(timeline) if self.has_ground_truth() else None,
         )
+
+    def has_ground_truth(self) -> bool:
+        """True when the events are synthetic and carry planted-pattern marks (demo reveal)."""
+        if self._synthetic is None:
+            self._synthetic = self.store.has_planted_events()
+        return self._synthetic
 
     def _header(self, user_id: str, window: pd.DataFrame) -> dict:
         full = self.store.timeline(user_id)
@@ -497,23 +498,17 @@ def _tags(types: set[str]) -> list[str]:
     return [tag for tag, needed in rules.items() if types & needed]
 
 
-def _ground_truth(timeline: pd.DataFrame) -> dict | None:
-    """Synthetic ground truth carried in `attrs` ({"planted": pattern}); None when the data has none."""
-    if "attrs" not in timeline.columns:
-        return None
+def _ground_truth(timeline: pd.DataFrame) -> dict:
+    """Synthetic ground truth carried in `attrs` ({"planted": pattern}) of the window's events."""
     planted: list[int] = []
     patterns: set[str] = set()
-    seen_attrs = False
     for i, raw in enumerate(timeline["attrs"]):
-        if raw is None or (isinstance(raw, float) and np.isnan(raw)):
+        if not isinstance(raw, str) or not raw:
             continue
-        attrs = json.loads(raw) if isinstance(raw, str) else dict(raw)
-        seen_attrs = seen_attrs or bool(attrs)
-        if attrs.get("planted"):
+        pattern = json.loads(raw).get("planted")
+        if pattern:
             planted.append(i)
-            patterns.add(str(attrs["planted"]))
-    if not planted and not seen_attrs:
-        return None
+            patterns.add(str(pattern))
     return {"label": int(bool(planted)), "patterns": sorted(patterns), "planted_events": planted}
 
 

@@ -5,16 +5,24 @@ One `Store` holds ONE DuckDB connection (DESIGN.md section 6); every method open
 on error). All values travel as bound parameters or registered DataFrames, never formatted
 into SQL text.
 
-Layout, and why (numbers from bench/timeline.py, 10.5M events / 100k users, 2 CPU cores):
+Layout, and why (measured with bench/timeline.py on 2 CPU cores; per-lookup numbers are
+p50 of `timeline()` for random users of a 10.5-10.8M event / 100k user store):
+- Unsorted, a lookup scans every row group: ~30 ms. `events` is kept physically ordered by
+  (user_id, ts, event_id), so the zone maps of `user_id` leave one row group to read.
 - The file is ATTACHed as catalog `sleuth` with ROW_GROUP_SIZE 16384 (DuckDB's default is
-  122880). A timeline lookup reads one row group through the zone maps of the sorted
-  `user_id`, and DuckDB decodes a dictionary-compressed string column for the whole row group,
-  so smaller groups cut p50 from ~5.4 ms to ~3.6 ms. The option is not stored in the file, which
-  is why every query names `sleuth.<table>` (a cursor starts in the default in-memory catalog).
-- `events` is kept physically ordered by (user_id, ts, event_id). A batch is inserted sorted, so
-  it forms one sorted "run"; a lookup touches at most one row group per run. While the table is
-  small (< `COMPACT_BELOW_ROWS`) or once it holds `MAX_RUNS` runs, the insert rebuilds the table
-  in sorted order inside the same transaction (~9 s at 10M rows). `compact()` forces it.
+  122880): DuckDB decodes compressed string columns per row group, and on high-cardinality
+  columns (item ids) smaller groups cut p50 from ~5.4 to ~3.6 ms (idle machine). The option is
+  not stored in the file, which is why every query names `sleuth.<table>` (a cursor starts in
+  the default in-memory catalog).
+- Results come through Arrow (`to_arrow_table().to_pandas()`), not `.df()`: ~2x faster for a
+  timeline, ~3x for `events()` over 10M rows, and string columns are always pandas `str`.
+  Timelines are sorted by pyarrow after the fetch (a SQL ORDER BY costs ~0.5 ms more).
+- A batch is inserted sorted, so it forms one sorted "run"; a lookup reads at most about one
+  row group per run (3 extra runs of 300k rows: +1.1 ms CPU per lookup; of 1k rows: no
+  measurable change). While the table is small (< `COMPACT_BELOW_ROWS`) or when it would hold
+  more than `MAX_RUNS` runs, the insert rebuilds the table in sorted order inside the same
+  transaction (10.8M events: ~40 s on the shared 2-core machine). `compact()` forces it. With
+  one run, `events()` skips its ORDER BY (DuckDB keeps insertion order): 10.8M in ~9 s.
 - `user_stats` (one row per user) is maintained on insert so `users()` never aggregates 10M rows.
 - `event_id` (internal, not returned) numbers events in arrival order: it breaks ties between
   events of one user with the same `ts`, so file order is kept.
@@ -27,7 +35,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +44,13 @@ import numpy as np
 import pandas as pd
 
 from analyst.schema import (
-    EVENT_COLUMNS, EVENT_OPTIONAL, EVENT_REQUIRED, LABEL_COLUMNS, LABEL_SOURCES, LABEL_SPLITS,
+    EVENT_COLUMNS, EVENT_REQUIRED, LABEL_COLUMNS, LABEL_SOURCES, LABEL_SPLITS,
 )
 
 CATALOG = "sleuth"
 ROW_GROUP_SIZE = 16_384
 COMPACT_BELOW_ROWS = 2_000_000   # rebuild on every insert while the table is this small
-MAX_RUNS = 4                     # ... or when this many sorted runs would exist
+MAX_RUNS = 4                     # ... or when it would hold more sorted runs than this
 SCHEMA_VERSION = "1"
 
 MODEL_STATUSES: tuple[str, ...] = ("candidate", "current", "retired", "rejected")
@@ -50,7 +58,6 @@ CASE_STATUSES: tuple[str, ...] = ("open", "claimed", "decided", "escalated")
 CASE_WHY: tuple[str, ...] = ("high_risk", "uncertain", "control")
 INGEST_KINDS: tuple[str, ...] = ("events", "labels")
 QUARANTINE_COLUMNS: tuple[str, ...] = ("file", "row_number", "reason", "raw")
-SCORE_OPTIONAL: tuple[str, ...] = ("head_logit", "surprise", "n_events", "as_of")
 
 _EVENT_STR_COLUMNS = tuple(c for c in EVENT_COLUMNS if c not in ("ts", "amount"))
 _EVENT_DDL = """
@@ -67,7 +74,7 @@ _DDL = [
     "CREATE SEQUENCE IF NOT EXISTS sleuth.main.case_id_seq",
     "CREATE SEQUENCE IF NOT EXISTS sleuth.main.audit_id_seq",
     "CREATE TABLE IF NOT EXISTS sleuth.meta (key VARCHAR NOT NULL, value VARCHAR)",
-    f"CREATE TABLE IF NOT EXISTS sleuth.events ({_EVENT_DDL})",
+    "CREATE TABLE IF NOT EXISTS sleuth.events (" + _EVENT_DDL + ")",
     """CREATE TABLE IF NOT EXISTS sleuth.user_stats (
         user_id VARCHAR NOT NULL, n_events BIGINT, first_ts TIMESTAMP, last_ts TIMESTAMP,
         event_types VARCHAR[])""",
@@ -110,9 +117,46 @@ TABLES: tuple[str, ...] = (
 )
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 
+# SQL text is made only of these constants (identifiers from the schema tuples); values are
+# always bound parameters (`?`) or registered DataFrames.
+_EVENT_CASTS = ", ".join(
+    "CAST(ts AS TIMESTAMP)" if c == "ts" else "CAST(amount AS DOUBLE)" if c == "amount"
+    else "CAST(attrs AS JSON)" if c == "attrs" else "CAST(" + c + " AS VARCHAR)"
+    for c in EVENT_COLUMNS
+)
+# event_id = arrival order (frame order) after everything already stored
+_SQL_INSERT_EVENTS = (
+    "INSERT INTO sleuth.events SELECT ? + _pos + 1 AS event_id, " + _EVENT_CASTS
+    + ", ? AS ingest_id FROM _batch ORDER BY user_id, ts, event_id"
+)
+_SQL_CREATE_SORTED = "CREATE TABLE sleuth.events_sorted (" + _EVENT_DDL + ")"
+_SQL_BATCH_USERS = "SELECT DISTINCT CAST(user_id AS VARCHAR) FROM _batch"
+_SQL_DELETE_STATS = "DELETE FROM sleuth.user_stats WHERE user_id IN (" + _SQL_BATCH_USERS + ")"
+_SQL_INSERT_STATS = (
+    "INSERT INTO sleuth.user_stats SELECT user_id, count(*), min(ts), max(ts), "
+    "list(DISTINCT event_type ORDER BY event_type) FROM sleuth.events "
+    "WHERE user_id IN (" + _SQL_BATCH_USERS + ") GROUP BY user_id"
+)
+# Timelines are sorted by pyarrow after the fetch: a SQL ORDER BY on ~100 rows costs ~0.5 ms
+# more CPU (DuckDB's compressed-materialisation projection in front of the sort).
+_SQL_TIMELINE = "SELECT " + _EVENT_SELECT + ", event_id FROM sleuth.events WHERE user_id = ?"
+_SQL_TIMELINE_UNTIL = _SQL_TIMELINE + " AND ts <= ?"
+_SQL_TIMELINE_LAST = _SQL_TIMELINE + " ORDER BY ts DESC, event_id DESC LIMIT ?"
+_SQL_TIMELINE_UNTIL_LAST = _SQL_TIMELINE_UNTIL + " ORDER BY ts DESC, event_id DESC LIMIT ?"
+_TIMELINE_ORDER = [("ts", "ascending"), ("event_id", "ascending")]
+_SQL_EVENTS = "SELECT " + _EVENT_SELECT + " FROM sleuth.events"
+_SQL_RUNS = "SELECT value FROM sleuth.meta WHERE key = 'events_runs'"
+_SQL_COUNTS = " UNION ALL ".join(
+    "SELECT '" + t + "', count(*) FROM sleuth." + t for t in TABLES
+)
+
 
 class StoreBusyError(RuntimeError):
     """The database file is locked by another process (DuckDB allows one writer process)."""
+
+
+class _Conflict(Exception):
+    """Internal: abort a transaction because a case changed under us."""
 
 
 def utcnow() -> dt.datetime:
@@ -165,8 +209,9 @@ class Store:
     """The sleuth database: events, labels, scores, models, cases, audit, explanations, ingests.
 
     `Store(path)` opens (creating parent directories and the schema if missing);
-    `Store(path, read_only=True)` opens an existing file without writing. Use as a context
-    manager or call `close()`.
+    `Store(path, read_only=True)` opens an existing file without writing; `Store(":memory:")`
+    is a throwaway in-memory store. Use as a context manager or call `close()`. A file held by
+    another process raises `StoreBusyError`.
     """
 
     def __init__(self, path: str | Path, read_only: bool = False):
@@ -177,18 +222,15 @@ class Store:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect()
-        opts = f"ROW_GROUP_SIZE {ROW_GROUP_SIZE}" + (", READ_ONLY" if read_only else "")
         try:
-            # The path is an identifier-like literal of ATTACH (parameters are not allowed there);
-            # quotes are escaped, and it is our own configuration, not row data.
-            quoted = str(self.path).replace("'", "''")
-            self._con.execute(f"ATTACH '{quoted}' AS {CATALOG} ({opts})")
+            self._con.execute("ATTACH ? AS sleuth (ROW_GROUP_SIZE " + str(ROW_GROUP_SIZE)
+                              + (", READ_ONLY)" if read_only else ")"), [str(self.path)])
         except duckdb.IOException as exc:
             self._con.close()
             if "lock" in str(exc).lower():
                 raise StoreBusyError(
-                    f"store {str(self.path)!r} is in use by another process (DuckDB allows one "
-                    "writer); stop the app or use another --db"
+                    f"store {str(self.path)!r} is locked by another process (DuckDB allows one "
+                    "process per file): stop it (is `sleuth app` running?) or use another --db"
                 ) from exc
             raise
         if not read_only:
@@ -214,7 +256,8 @@ class Store:
                 yield cur
                 cur.commit()
             except BaseException:
-                cur.rollback()
+                with suppress(duckdb.Error):   # a failed commit has already ended the transaction
+                    cur.rollback()
                 raise
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
@@ -255,56 +298,36 @@ class Store:
             return 0
         n_before = cur.execute("SELECT count(*) FROM sleuth.events").fetchall()[0][0]
         base = cur.execute("SELECT coalesce(max(event_id), 0) FROM sleuth.events").fetchall()[0][0]
-        casts = ", ".join(
-            "CAST(ts AS TIMESTAMP)" if c == "ts" else "CAST(amount AS DOUBLE)" if c == "amount"
-            else "CAST(attrs AS JSON)" if c == "attrs" else f"CAST({c} AS VARCHAR)"
-            for c in EVENT_COLUMNS
-        )
         cur.register("_batch", frame)
         try:
-            # event_id = arrival order (frame order) after everything already stored
-            cur.execute(
-                f"""INSERT INTO sleuth.events
-                    SELECT ? + _pos + 1 AS event_id, {casts}, ? AS ingest_id
-                    FROM _batch
-                    ORDER BY user_id, ts, event_id""",
-                [base, ingest_id],
-            )
-            runs = int(cur.execute("SELECT value FROM sleuth.meta WHERE key = 'events_runs'").fetchall()[0][0])
-            runs = 0 if n_before == 0 else runs + 1
-            if runs and (n_before + len(frame) < COMPACT_BELOW_ROWS or runs >= MAX_RUNS):
+            cur.execute(_SQL_INSERT_EVENTS, [base, ingest_id])
+            # runs: sorted runs in the table (a batch into an empty table is one sorted run)
+            runs = int(cur.execute(_SQL_RUNS).fetchall()[0][0])
+            runs = 1 if n_before == 0 else runs + 1
+            if runs > 1 and (n_before + len(frame) < COMPACT_BELOW_ROWS or runs > MAX_RUNS):
                 self._rebuild_events(cur)
-                runs = 0
+                runs = 1
             cur.execute("UPDATE sleuth.meta SET value = ? WHERE key = 'events_runs'", [str(runs)])
-            self._refresh_user_stats(cur, "SELECT DISTINCT CAST(user_id AS VARCHAR) FROM _batch")
+            cur.execute(_SQL_DELETE_STATS)     # user_stats of the batch's users, recomputed
+            cur.execute(_SQL_INSERT_STATS)
         finally:
             cur.unregister("_batch")
         return len(frame)
 
     @staticmethod
     def _rebuild_events(cur: duckdb.DuckDBPyConnection) -> None:
-        cur.execute(f"CREATE TABLE sleuth.events_sorted ({_EVENT_DDL})")
+        cur.execute(_SQL_CREATE_SORTED)
         cur.execute("INSERT INTO sleuth.events_sorted SELECT * FROM sleuth.events "
                     "ORDER BY user_id, ts, event_id")
         cur.execute("DROP TABLE sleuth.events")
         cur.execute("ALTER TABLE sleuth.events_sorted RENAME TO events")
 
-    @staticmethod
-    def _refresh_user_stats(cur: duckdb.DuckDBPyConnection, users_sql: str) -> None:
-        cur.execute(f"DELETE FROM sleuth.user_stats WHERE user_id IN ({users_sql})")
-        cur.execute(
-            f"""INSERT INTO sleuth.user_stats
-                SELECT user_id, count(*), min(ts), max(ts),
-                       list(DISTINCT event_type ORDER BY event_type)
-                FROM sleuth.events WHERE user_id IN ({users_sql})
-                GROUP BY user_id"""
-        )
-
     def compact(self) -> None:
         """Rewrite `events` in (user_id, ts) order now (normally done by `add_events`)."""
         with self._tx() as cur:
             self._rebuild_events(cur)
-            cur.execute("UPDATE sleuth.meta SET value = '0' WHERE key = 'events_runs'")
+            cur.execute("UPDATE sleuth.meta SET value = CASE WHEN (SELECT count(*) FROM sleuth.events) "
+                        "> 0 THEN '1' ELSE '0' END WHERE key = 'events_runs'")
 
     def timeline(self, user_id: str, until: Any = None, limit: int | None = None) -> pd.DataFrame:
         """One user's events sorted by ts (schema.EVENT_COLUMNS).
@@ -312,25 +335,23 @@ class Store:
         `until` (inclusive) cuts later events; `limit` keeps the most recent N, still ts-ascending.
         An unknown user gives an empty frame.
         """
-        params: list[Any] = [str(user_id)]
-        where = "user_id = ?"
         until = to_utc(until, "until")
-        if until is not None:
-            where += " AND ts <= ?"
-            params.append(until)
+        params: list[Any] = [str(user_id)] + ([] if until is None else [until])
         if limit is None:
-            sql = f"SELECT {_EVENT_SELECT} FROM sleuth.events WHERE {where} ORDER BY ts, event_id"
+            sql = _SQL_TIMELINE if until is None else _SQL_TIMELINE_UNTIL
         else:
             params.append(_positive_int(limit, "limit"))
-            sql = (f"SELECT {_EVENT_SELECT} FROM (SELECT * FROM sleuth.events WHERE {where} "
-                   "ORDER BY ts DESC, event_id DESC LIMIT ?) ORDER BY ts, event_id")
-        return self._read(sql, params)
+            sql = _SQL_TIMELINE_LAST if until is None else _SQL_TIMELINE_UNTIL_LAST
+        with self._con.cursor() as cur:
+            table = cur.sql(sql, params=params).to_arrow_table()
+        table = table.sort_by(_TIMELINE_ORDER).drop_columns(["event_id"])
+        return table.to_pandas(split_blocks=True)
 
     def events(self, user_ids: Sequence[str] | None = None, until: Any = None) -> pd.DataFrame:
         """All events (or those of `user_ids`), sorted by (user_id, ts): for training and scoring."""
         until = to_utc(until, "until")
         with self._con.cursor() as cur:
-            sql = f"SELECT {_EVENT_SELECT} FROM sleuth.events"
+            sql = _SQL_EVENTS
             conds, params = [], []
             if user_ids is not None:
                 ids = pd.DataFrame({"user_id": pd.Series(list(user_ids), dtype="str")})
@@ -341,8 +362,16 @@ class Store:
                 params.append(until)
             if conds:
                 sql += " WHERE " + " AND ".join(conds)
-            sql += " ORDER BY user_id, ts, event_id"
-            return _frame(cur, sql, params)
+            cur.begin()                       # one snapshot for the layout flag and the rows
+            try:
+                runs = int(cur.execute(_SQL_RUNS).fetchall()[0][0])
+                if user_ids is not None or runs > 1:
+                    sql += " ORDER BY user_id, ts, event_id"
+                # else: one sorted run, and DuckDB keeps insertion order for a plain (filtered)
+                # scan (preserve_insertion_order): no sort, 10M events in ~9 s instead of ~16 s
+                return _frame(cur, sql, params)
+            finally:
+                cur.rollback()
 
     def users(self, *, limit: int | None = None, offset: int = 0,
               search: str | None = None) -> pd.DataFrame:
@@ -371,12 +400,17 @@ class Store:
                                "ORDER BY t").fetchall()
         return [r[0] for r in rows]
 
+    def has_planted_events(self) -> bool:
+        """Whether events carry synthetic ground truth (`attrs` key "planted"), for the demo reveal."""
+        rows = self._read("SELECT 1 AS x FROM sleuth.events "
+                          "WHERE json_extract_string(attrs, '$.planted') IS NOT NULL LIMIT 1")
+        return not rows.empty
+
     def counts(self) -> dict[str, int]:
         """Rows per table (`users` = distinct users with events)."""
         with self._con.cursor() as cur:
-            out = {t: cur.execute(f"SELECT count(*) FROM sleuth.{t}").fetchall()[0][0]
-                   for t in TABLES if t != "user_stats"}
-            out["users"] = cur.execute("SELECT count(*) FROM sleuth.user_stats").fetchall()[0][0]
+            out = {t: int(n) for t, n in cur.execute(_SQL_COUNTS).fetchall()}
+        out["users"] = out.pop("user_stats")
         return out
 
     # ------------------------------------------------------------------ ingest bookkeeping
@@ -649,8 +683,8 @@ class Store:
         if "status" in fields:
             _check_choice(fields["status"], CASE_STATUSES, "status")
         values = [to_utc(v, k) if k.endswith("_at") else v for k, v in fields.items()]
-        sets = ", ".join(f"{k} = ?" for k in fields)   # names checked against the table above
-        sql = f"UPDATE sleuth.cases SET {sets}, version = version + 1 WHERE case_id = ?"
+        sets = ", ".join(k + " = ?" for k in fields)   # names checked against the table above
+        sql = "UPDATE sleuth.cases SET " + sets + ", version = version + 1 WHERE case_id = ?"
         params = [*values, int(case_id)]
         if expected_version is not None:
             sql += " AND version = ?"
@@ -661,6 +695,58 @@ class Store:
         except duckdb.TransactionException:
             return False
         return n == 1
+
+    def record_decision(self, *, user_id: str, label: int | None, as_of: Any, analyst: str,
+                        reason: str | None, note: str | None, decision: str,
+                        quality: str | None = None, case_id: int | None = None,
+                        expected_version: int | None = None,
+                        model_version: str | None = None) -> int | None:
+        """An analyst's decision, in ONE transaction: a label row (unless `label` is None, e.g.
+        escalate), the case update (status 'escalated' for decision 'escalate', else 'decided')
+        and an audit row (quality, model_version, label_id in its detail).
+
+        Returns the new label_id; 0 when no label was written (escalate); None when the case is
+        missing or changed since `expected_version` (then nothing is written).
+        """
+        if label is not None and label not in (0, 1):
+            raise ValueError(f"label={label!r}: expected 0, 1 or None")
+        now = utcnow()
+        try:
+            with self._tx() as cur:
+                old_status = None
+                if case_id is not None:
+                    rows = cur.execute("SELECT status, version FROM sleuth.cases WHERE case_id = ?",
+                                       [int(case_id)]).fetchall()
+                    if not rows or (expected_version is not None and rows[0][1] != expected_version):
+                        raise _Conflict
+                    old_status = rows[0][0]
+                    new_status = "escalated" if decision == "escalate" else "decided"
+                    n = cur.execute(
+                        "UPDATE sleuth.cases SET status = ?, decision = ?, decided_at = ?, "
+                        "assignee = coalesce(assignee, ?), version = version + 1 "
+                        "WHERE case_id = ? AND version = ?",
+                        [new_status, decision, now, analyst, int(case_id), rows[0][1]],
+                    ).fetchall()[0][0]
+                    if n != 1:
+                        raise _Conflict
+                label_id = 0
+                if label is not None:
+                    label_id = cur.execute(
+                        "INSERT INTO sleuth.labels (user_id, label, as_of, source, analyst, reason, "
+                        "note, decided_at) VALUES (?, ?, ?, 'analyst', ?, ?, ?, ?) RETURNING label_id",
+                        [str(user_id), int(label), to_utc(as_of, "as_of"), analyst, reason, note, now],
+                    ).fetchall()[0][0]
+                cur.execute(
+                    "INSERT INTO sleuth.audit (\"at\", actor, action, user_id, case_id, old, new, detail) "
+                    "VALUES (?, ?, 'decide', ?, ?, ?, ?, ?)",
+                    [now, analyst, str(user_id), None if case_id is None else int(case_id),
+                     old_status, decision,
+                     _json({"label": label, "label_id": label_id or None, "reason": reason,
+                            "quality": quality, "model_version": model_version, "note": note})],
+                )
+        except (_Conflict, duckdb.TransactionException):
+            return None
+        return int(label_id)
 
     def add_audit(self, actor: str | None, action: str, *, user_id: str | None = None,
                   case_id: int | None = None, old: Any = None, new: Any = None,
@@ -714,9 +800,10 @@ def _frame(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ())
     """Run a query and return a DataFrame through Arrow.
 
     Arrow keeps dtypes stable (VARCHAR -> pandas `str` even when empty or all null) and is
-    faster than `.df()`: ~2x for a 50-row timeline, ~3x for 10M events (pyarrow-backed strings).
+    faster than `.df()`: ~2x for a 50-row timeline, ~3x for 10M events (pyarrow-backed strings);
+    `split_blocks` skips pandas' block consolidation (-0.2 ms per timeline).
     """
-    return cur.sql(sql, params=list(params)).to_arrow_table().to_pandas()
+    return cur.sql(sql, params=list(params)).to_arrow_table().to_pandas(split_blocks=True)
 
 
 def _one(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict | None:

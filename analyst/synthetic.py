@@ -6,8 +6,8 @@ of `analyst.schema.EVENT_COLUMNS`, sorted by (user_id, ts), and one label row pe
 as zstd Parquet. Same config (seed included) -> identical frames.
 
 Everything is vectorised over users with numpy (one `Generator`, draws in a fixed order); strings
-are made only at the end by pyarrow from integer codes. 100k users (~11M events) take well under
-a minute on two cores (bench/generate.py).
+are made only at the end by pyarrow from integer codes. 100k users (~10.8M events) take well
+under a minute on two cores (bench/generate.py).
 
 Normal behaviour
 ----------------
@@ -35,15 +35,19 @@ Calibration (derived once from /work/shared/data/taobao_userbehavior_head/UserBe
 84,287 complete events of 814 users, the truncated last user dropped; hard-coded below, nothing
 here reads that file at run time)
 - behaviour mix pv : cart : fav : buy = 89.80% : 5.33% : 2.79% : 2.08% (75,872 : 4,497 : 2,356 :
-  1,750 in the full head). Per-user view share: mean 0.887, sd 0.103 -> Dirichlet concentration
-  alpha = p(1-p)/var - 1 = 0.898 * 0.102 / 0.0107 - 1 ~ 7.6.  31% of users buy nothing.
+  1,750 in the full head). Per-user view share: mean 0.887, sd 0.103; 69% of users buy at least
+  once, buys per buyer median 2, mean 3.1. Per-user shares = base share * lognormal factor
+  (sd 1.2 cart, 1.2 fav, 0.7 buy; renormalised): simulated on Taobao's events-per-user this gives
+  view share sd 0.08, 61% buyers, buys per buyer median 2, mean 3.6 (a Dirichlet fitted to the
+  view-share sd instead leaves only ~31% buyers).
 - events per user: median 78, mean 104, p10 19, p90 226 (log-mean 4.27, log-sd 0.92).
 - sessions (a gap > 30 min starts a new one): per user median 15 (log-mean 2.68, log-sd 0.60);
   events per session median 3, mean 6.0, 31% single-event; corr(log events, log sessions) 0.79;
   per-user mean session length log-sd 0.58.  A Nelder-Mead fit of this model to those quantiles
   gives sessions = round(exp(2.74 + 0.50 z1)) and actions per session =
-  ceil(exp(0.85 + 0.51 z2 + 1.06 e)) with corr(z1, z2) = 0.5; we use 2.80 for the first constant
-  so the median of view+cart+favourite+checkout per user lands near 78.
+  ceil(exp(0.85 + 0.51 z2 + 1.06 e)) with corr(z1, z2) = 0.5. Taobao logs only pv/cart/fav/buy;
+  we add logins, searches, payments, ... (~20% of events), so we use 2.60 for the first constant
+  to match the *total* events per user (ours: median 75, mean ~105 vs Taobao's 78 / 104).
 - gaps inside a session: p10 10 s, median 54 s, p90 337 s; log(gap + 1) mean 4.05, sd 1.34.
 - users are active on 7 of 9 days (~2.1 sessions per active day).
 - hour of day (local, UTC+8): `HOUR_PROFILE` (peak 21:00 8.9%, trough 03:00 0.45%).
@@ -167,7 +171,8 @@ IP_CHURN = 0.25               # share of sessions on a fresh (mobile) IP of the 
 COUNTRIES: tuple[tuple[str, int, float, tuple[int, ...]], ...] = (
     ("US", -5, 0.30, (23, 24, 50, 66, 67, 68, 73, 98)), ("GB", 0, 0.09, (2, 51, 81, 86)),
     ("DE", 1, 0.08, (5, 46, 79, 93)), ("FR", 1, 0.06, (37, 78, 90)), ("IN", 5, 0.08, (49, 106, 117)),
-    ("BR", -3, 0.06, (177, 179, 189)), ("CA", -5, 0.05, (70, 142, 174)), ("JP", 9, 0.05, (60, 126, 153)),
+    ("BR", -3, 0.06, (177, 179, 189)), ("CA", -5, 0.05, (70, 142, 174)),
+    ("JP", 9, 0.05, (60, 126, 153)),
     ("AU", 10, 0.04, (1, 101, 110)), ("MX", -6, 0.04, (187, 189, 201)), ("ES", 1, 0.04, (83, 88, 95)),
     ("IT", 1, 0.04, (79, 87, 151)), ("NL", 1, 0.02, (31, 62, 145)), ("PL", 1, 0.02, (31, 83, 178)),
     ("NG", 1, 0.015, (41, 102, 105)), ("ID", 7, 0.015, (36, 103, 114)),
@@ -264,7 +269,8 @@ class SyntheticConfig:
             raise ValueError(f"start={self.start!r}: expected a naive UTC date such as '2026-09-01'")
         unknown = [p for p in self.patterns if p not in PATTERNS]
         if unknown or len(set(self.patterns)) != len(self.patterns):
-            raise ValueError(f"patterns={self.patterns!r}: expected distinct names from {list(PATTERNS)}")
+            raise ValueError(
+                f"patterns={self.patterns!r}: expected distinct names from {list(PATTERNS)}")
         if self.fraud_rate > 0 and not self.patterns:
             raise ValueError(f"patterns={self.patterns!r}: fraud_rate > 0 needs at least one pattern")
 
@@ -293,7 +299,9 @@ class _Log:
         for name, value in cols.items():
             dtype, _ = _COLS[name]
             arr = np.asarray(value)
-            block[name] = np.broadcast_to(arr, (n,)).astype(dtype) if arr.ndim == 0 else arr.astype(dtype, copy=False)
+            if arr.ndim == 0:
+                arr = np.broadcast_to(arr, (n,))
+            block[name] = arr.astype(dtype, copy=False)
         self.blocks.append(block)
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -422,7 +430,9 @@ def _query_text(code: int) -> str:
     return " ".join(words + [_CAT_NAME[cat].replace("_", " ")])
 
 
-def _random_ip(rng: np.random.Generator, country: np.ndarray, hosting: np.ndarray | None = None) -> np.ndarray:
+def _random_ip(rng: np.random.Generator, country: np.ndarray,
+               hosting: np.ndarray | None = None) -> np.ndarray:
+    """Random addresses in each country's ranges (or in data-centre ranges where `hosting`)."""
     n = len(country)
     octet = np.empty(n, dtype=np.int64)
     for c, (_, _, _, octets) in enumerate(COUNTRIES):
@@ -509,14 +519,16 @@ def _normal_behaviour(rng: np.random.Generator, n: int, days: int, log: _Log, id
     # --- how much they do: sessions and session-length level (correlated)
     z1 = rng.standard_normal(n)
     z2 = SESSION_LEN_CORR * z1 + math.sqrt(1 - SESSION_LEN_CORR ** 2) * rng.standard_normal(n)
-    n_sess = np.clip(np.round(np.exp(SESSIONS_LOG_MEAN + SESSIONS_LOG_SD * z1)), 1, 400).astype(np.int64)
+    n_sess = np.exp(SESSIONS_LOG_MEAN + SESSIONS_LOG_SD * z1)
+    n_sess = np.clip(np.round(n_sess), 1, 400).astype(np.int64)
     len_loc = SESSION_LEN_LOG_MEAN + SESSION_LEN_USER_SD * z2
     is_new = rng.random(n) < NEW_ACCOUNT_RATE
     first_day = np.where(is_new, (rng.random(n) * days * 0.85).astype(np.int64), 0)
     avail = days - first_day
     n_sess = np.maximum(1, np.round(n_sess * avail / days)).astype(np.int64)
     n_days = np.clip(np.ceil(n_sess / SESSIONS_PER_ACTIVE_DAY), 1, avail).astype(np.int64)
-    day_pool = np.repeat(first_day, n_days) + (rng.random(n_days.sum()) * np.repeat(avail, n_days)).astype(np.int64)
+    day_pool = np.repeat(first_day, n_days) + (
+        rng.random(n_days.sum()) * np.repeat(avail, n_days)).astype(np.int64)
 
     # --- sessions: day, local hour -> UTC, sorted per user
     su = np.repeat(u_all, n_sess)
@@ -546,11 +558,13 @@ def _normal_behaviour(rng: np.random.Generator, n: int, days: int, log: _Log, id
     churn = away | (rng.random(S) < IP_CHURN)
     ip = np.where(churn, _random_ip(rng, sess_country), ip)
     vpn = (rng.random(n) < VPN)[su] & (rng.random(S) < 0.5)  # exit node in a data centre anywhere
-    sess_country = np.where(vpn, rng.choice(len(COUNTRIES), size=S, p=_C_SHARE), sess_country).astype(np.int8)
+    exit_country = rng.choice(len(COUNTRIES), size=S, p=_C_SHARE)
+    sess_country = np.where(vpn, exit_country, sess_country).astype(np.int8)
     ip = np.where(vpn, _random_ip(rng, sess_country, np.ones(S, dtype=bool)), ip)
 
     # --- actions inside sessions
-    L = np.minimum(np.ceil(np.exp(len_loc[su] + SESSION_LEN_SD * rng.standard_normal(S))), 300).astype(np.int64)
+    L = np.ceil(np.exp(len_loc[su] + SESSION_LEN_SD * rng.standard_normal(S)))
+    L = np.minimum(L, 300).astype(np.int64)
     A = int(L.sum())
     asess = np.repeat(np.arange(S), L)
     apos = _ragged_arange(L)
@@ -607,8 +621,8 @@ def _normal_behaviour(rng: np.random.Generator, n: int, days: int, log: _Log, id
     log.add(user=su[m], ts=t_login[m], etype=_E["login"], status=_S["ok"], **_take(sctx, m))
     fails = np.where(rng.random(len(m)) < FAILED_LOGIN_RATE, 1 + (rng.random(len(m)) < 0.2), 0)
     fm = np.repeat(m, fails)
-    log.add(user=su[fm], ts=t_login[fm] - _ragged_cumsum(_uniform(rng, 8, 45, len(fm)), fails[fails > 0]),
-            etype=_E["login"], status=_S["failed"], **_take(sctx, fm))
+    t_fail = t_login[fm] - _ragged_cumsum(_uniform(rng, 8, 45, len(fm)), fails)
+    log.add(user=su[fm], ts=t_fail, etype=_E["login"], status=_S["failed"], **_take(sctx, fm))
     m = np.flatnonzero(signup)
     log.add(user=su[m], ts=t_login[m] - _uniform(rng, 30, 300, len(m)), etype=_E["signup"],
             status=_S["ok"], **_take(sctx, m))
@@ -651,7 +665,8 @@ def _normal_behaviour(rng: np.random.Generator, n: int, days: int, log: _Log, id
     first_buy = np.zeros(len(bi), dtype=bool)
     first_buy[np.unique(bu, return_index=True)[1]] = True
     coupon = rng.random(len(bi)) < np.where(first_buy & is_new[bu], WELCOME_COUPON_RATE, COUPON_RATE)
-    discount = np.minimum(_pick(rng, np.array([5.0, 10.0, 15.0, 20.0]), len(bi)), np.round(price * 0.5, 2))
+    discount = _pick(rng, np.array([5.0, 10.0, 15.0, 20.0]), len(bi))
+    discount = np.minimum(discount, np.round(price * 0.5, 2))
     amount = np.where(coupon, np.round(price - discount, 2), price)
     bctx = _take(actx, bi)
     c = np.flatnonzero(coupon)
@@ -661,7 +676,8 @@ def _normal_behaviour(rng: np.random.Generator, n: int, days: int, log: _Log, id
     address = np.where(bts >= addr_t[bu], addr2[bu], addr1[bu])
     pm = np.where(bts >= pm_t[bu], pm_new[bu], np.where(rng.random(len(bi)) < 0.2, pm2[bu], pm1[bu]))
     declined = rng.random(len(bi)) < DECLINE_RATE
-    status = np.where(declined, _S["declined"], np.where(rng.random(len(bi)) < 0.004, _S["failed"], _S["ok"]))
+    error = rng.random(len(bi)) < 0.004
+    status = np.where(declined, _S["declined"], np.where(error, _S["failed"], _S["ok"]))
     pay_ts = _purchase(log, rng, bu, bts, bctx, bitem, amount, pm, status, -1, address)
     retry = np.flatnonzero(declined & (rng.random(len(bi)) < 0.75))
     rts = pay_ts[retry] + _lognormal(rng, 90, 0.7, len(retry), 20, 900)
@@ -719,7 +735,9 @@ def _user_targets(rng: np.random.Generator, pool: np.ndarray, k: int, most: int)
     return own, rng.integers(1, most + 1, k)
 
 
-def _choose(rng: np.random.Generator, own: np.ndarray, n_own: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _choose(rng: np.random.Generator, own: np.ndarray, n_own: np.ndarray,
+            rows: np.ndarray) -> np.ndarray:
+    """One of its own targets for the user of each row."""
     return own[rows, (rng.random(len(rows)) * n_own[rows]).astype(np.int64)]
 
 
@@ -757,8 +775,9 @@ def _account_takeover(w: _World, users: np.ndarray, t0: np.ndarray, code: int) -
     n_view = rng.integers(0, 9, k)
     v = np.repeat(np.arange(k), n_view)
     cat = _pick(rng, _HIGH_VALUE, len(v)).astype(np.int16)
-    w.log.add(user=users[v], ts=t0[v] + 60 + _ragged_cumsum(_lognormal(rng, 20, 0.7, len(v), 3, 200), n_view),
-              etype=_E["view"], item=_items(rng, cat), cat=cat, planted=code, **_take(ctx, v))
+    vts = t0[v] + 60 + _ragged_cumsum(_lognormal(rng, 20, 0.7, len(v), 3, 200), n_view)
+    w.log.add(user=users[v], ts=vts, etype=_E["view"], item=_items(rng, cat), cat=cat, planted=code,
+              **_take(ctx, v))
     n_buy = 1 + rng.binomial(3, 0.35, k)
     b = np.repeat(np.arange(k), n_buy)
     bts = t0[b] + 700 + _ragged_cumsum(_lognormal(rng, 90, 0.6, len(b), 20, 600), n_buy)
@@ -774,8 +793,8 @@ def _account_takeover(w: _World, users: np.ndarray, t0: np.ndarray, code: int) -
     back = np.flatnonzero(rng.random(k) < 0.5)  # ... and fails to log in on the usual device
     n_back = rng.integers(1, 4, len(back))
     o = np.repeat(back, n_back)
-    owner = {"session": np.repeat(w.ids.new("session", len(back)), n_back), "device": w.device[users[o]],
-             "ip": w.home_ip[users[o]], "country": w.country[users[o]]}
+    owner = {"session": np.repeat(w.ids.new("session", len(back)), n_back),
+             "device": w.device[users[o]], "ip": w.home_ip[users[o]], "country": w.country[users[o]]}
     t_back = np.repeat(_lognormal(rng, 8 * 3600, 0.8, len(back), 1800, 2 * _DAY), n_back)
     _login(w, users[o], last[o] + t_back + _ragged_cumsum(_uniform(rng, 5, 60, len(o)), n_back),
            owner, code, "failed")
@@ -835,10 +854,12 @@ def _card_testing(w: _World, users: np.ndarray, t0: np.ndarray, code: int) -> No
     amount = np.where(fixed[a], base[a], np.round(_uniform(rng, 0.3, 10, na), 2))
     declined = _uniform(rng, 0.55, 0.95, k)
     r = rng.random(na)
-    status = np.where(r < declined[a], _S["declined"], np.where(r < declined[a] + 0.04, _S["failed"], _S["ok"]))
+    status = np.where(r < declined[a], _S["declined"],
+                      np.where(r < declined[a] + 0.04, _S["failed"], _S["ok"]))
     m = np.flatnonzero(rng.random(na) < 0.3)
-    w.log.add(user=users[a[m]], ts=ats[m] - _uniform(rng, 2, 8, len(m)), etype=_E["payment_method_change"],
-              pm=cards[m], status=_S["ok"], planted=code, **_take(ctx, a[m]))
+    w.log.add(user=users[a[m]], ts=ats[m] - _uniform(rng, 2, 8, len(m)),
+              etype=_E["payment_method_change"], pm=cards[m], status=_S["ok"], planted=code,
+              **_take(ctx, a[m]))
     w.log.add(user=users[a], ts=ats, etype=_E["payment"], item=item[a], cat=cat[a], amount=amount,
               pm=cards, status=status, planted=code, **_take(ctx, a))
     ok = np.flatnonzero(status == _S["ok"])[::-1]
@@ -990,7 +1011,8 @@ def _promo_abuse(w: _World, users: np.ndarray, t0: np.ndarray, code: int) -> Non
     w.cutoff[users] = -np.inf  # fresh accounts: nothing before the signup
 
 
-def _search_manipulation(w: _World, users: np.ndarray, t0: np.ndarray, code: int, pool: np.ndarray) -> None:
+def _search_manipulation(w: _World, users: np.ndarray, t0: np.ndarray, code: int,
+                         pool: np.ndarray) -> None:
     rng, k = w.rng, len(users)
     n_burst = rng.integers(1, 4, k)
     b = np.repeat(np.arange(k), n_burst)
@@ -1006,9 +1028,9 @@ def _search_manipulation(w: _World, users: np.ndarray, t0: np.ndarray, code: int
     q = np.repeat(np.arange(nb), n_q)
     uq = b[q]
     qts = bt[q] + _ragged_cumsum(_lognormal(rng, 8, 0.6, len(q), 2, 60), n_q)
-    other_adj = rng.integers(0, len(ADJECTIVES) + 1, len(q))  # near-duplicates: another adjective
-    n_cat = len(CATEGORIES)
-    variant = ((query[uq] // n_cat) // (len(ADJECTIVES) + 1) * (len(ADJECTIVES) + 1) + other_adj) * n_cat + tcat[uq]
+    n_cat, n_adj = len(CATEGORIES), len(ADJECTIVES) + 1  # near-duplicates: another adjective
+    brand = query[uq] // n_cat // n_adj
+    variant = (brand * n_adj + rng.integers(0, n_adj, len(q))) * n_cat + tcat[uq]
     text = np.where(rng.random(len(q)) < 0.2, variant, query[uq])
     w.log.add(user=ub[q], ts=qts, etype=_E["search"], query=text, planted=code, **_take(ctx, q))
     click = _uniform(rng, 0.3, 0.95, k)
@@ -1075,8 +1097,10 @@ def _prefixed(values: np.ndarray, prefix: str, width: int = 0) -> pa.Array:
 
 
 def _dotted(ip: np.ndarray) -> pa.Array:
+    """IPv4 numbers as dotted text, null where ip < 0."""
     mask = ip < 0
-    parts = [pc.cast(pa.array((ip >> shift) & 255, mask=mask), pa.string()) for shift in (24, 16, 8, 0)]
+    parts = [pc.cast(pa.array((ip >> shift) & 255, mask=mask), pa.string())
+             for shift in (24, 16, 8, 0)]
     return pc.binary_join_element_wise(*parts, ".")
 
 
@@ -1085,6 +1109,7 @@ def _pm_text(code: int) -> str:
 
 
 def _events_frame(cols: dict[str, np.ndarray], start: pd.Timestamp) -> pd.DataFrame:
+    """The coded, sorted columns as the events frame of the contract (str columns, ts in us)."""
     ts = (start.value // 1000 + cols["ts_us"]).astype("datetime64[us]")
     names = list(PATTERNS)
     arrays = {
@@ -1136,9 +1161,10 @@ def generate(config: SyntheticConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     cols = log.columns()
     ts = cols["ts"]
-    keep = (ts >= 0) & (ts < world.window) & ((cols["planted"] >= 0) | (ts < world.cutoff[cols["user"]]))
+    in_window = (ts >= 0) & (ts < world.window)
+    keep = in_window & ((cols["planted"] >= 0) | (ts < world.cutoff[cols["user"]]))
     cols = {key: value[keep] for key, value in cols.items()}
-    cols["ts_us"] = np.round(cols.pop("ts") * 1e6).astype(np.int64)
+    cols["ts_us"] = np.floor(cols.pop("ts") * 1e6).astype(np.int64)
     span = int(world.window * 1e6) + 1
     if n * span < 2 ** 62:  # one int64 key (user, ts): a stable argsort keeps generation order on ties
         order = np.argsort(cols["user"].astype(np.int64) * span + cols["ts_us"], kind="stable")
@@ -1176,7 +1202,9 @@ def write(events: pd.DataFrame, labels: pd.DataFrame, out_dir: str | Path) -> tu
         raise ValueError(f"out_dir={str(out)!r} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "events.parquet", out / "labels.parquet"
-    pq.write_table(pa.Table.from_pandas(events[list(EVENT_COLUMNS)], preserve_index=False), paths[0],
-                   compression="zstd", row_group_size=256_000)
+    table = pa.Table.from_pandas(events[list(EVENT_COLUMNS)], preserve_index=False)
+    pq.write_table(table, paths[0], compression="zstd", row_group_size=256_000,
+                   use_dictionary=[c for c in EVENT_COLUMNS if c != "ts"],
+                   column_encoding={"ts": "DELTA_BINARY_PACKED"})  # sorted per user: ~30% smaller
     pq.write_table(pa.Table.from_pandas(labels, preserve_index=False), paths[1], compression="zstd")
     return paths

@@ -35,8 +35,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 ID_COLUMNS: tuple[str, str] = ("user_id", "as_of")
+SMALL_FIT_ROWS = 20_000  # below this, boosting runs on one OpenMP thread (less overhead)
 NOVELTY_COLUMNS: tuple[str, ...] = (
     "device_id", "ip", "country", "payment_method", "address_id", "item_id", "category",
     "session_id",
@@ -61,8 +63,12 @@ def _check_events(events: pd.DataFrame) -> None:
 
 
 def _ts_us(values: Any) -> np.ndarray:
-    """Any timestamp-like column -> int64 microseconds (naive UTC)."""
-    ts = pd.to_datetime(pd.Series(values), utc=True).dt.tz_localize(None)
+    """Datetimes or ISO text -> int64 microseconds (naive UTC). Numbers are refused: unix
+    seconds vs ms is the ingest step's call (analyst.ingest normalises ts)."""
+    values = pd.Series(values)
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        raise ValueError(f"ts must be datetimes or ISO text, got numbers like {values.iloc[:2].tolist()}")
+    ts = pd.to_datetime(values, utc=True).dt.tz_localize(None)
     if ts.isna().any():
         raise ValueError(f"{int(ts.isna().sum())} timestamp(s) are null or unparseable")
     return ts.to_numpy().astype("datetime64[us]").astype(np.int64)
@@ -388,10 +394,9 @@ class IsolationForestBaseline(_AggregateBaseline):
         if X.shape[0] < 2:
             raise ValueError(f"IsolationForest needs at least 2 query rows, got {X.shape[0]}")
         A = X.to_numpy(dtype=np.float64)
-        with np.errstate(all="ignore"):
-            lo = np.nanmin(np.where(np.isnan(A), np.inf, A), axis=0)
-            hi = np.nanmax(np.where(np.isnan(A), -np.inf, A), axis=0)
-        self.log_mask_ = (lo >= 0) & (hi > 1)
+        lo = np.where(np.isnan(A), np.inf, A).min(axis=0)
+        hi = np.where(np.isnan(A), -np.inf, A).max(axis=0)
+        self.log_mask_ = (lo >= 0) & (hi > 1)   # non-negative, heavy-tailed: counts, amounts
         A = self._scaled(X)
         all_nan = np.isnan(A).all(axis=0)
         self.medians_ = np.where(all_nan, 0.0, np.nanmedian(np.where(all_nan, 0.0, A), axis=0))
@@ -451,7 +456,7 @@ class GradientBoostingBaseline(_AggregateBaseline):
         X = self._fit_features(events, _query_points(labels, events))
         n_min = int(min(y.sum(), y.shape[0] - y.sum()))
         large = y.shape[0] >= 2000 and n_min >= 50
-        self.model_ = HistGradientBoostingClassifier(
+        model = HistGradientBoostingClassifier(
             learning_rate=self.learning_rate,
             max_iter=self.max_iter if large else min(self.max_iter, 150),
             max_leaf_nodes=self.max_leaf_nodes if large else min(self.max_leaf_nodes, 15),
@@ -462,7 +467,9 @@ class GradientBoostingBaseline(_AggregateBaseline):
             validation_fraction=0.1 if large else None,
             n_iter_no_change=30,
             random_state=self.random_state,
-        ).fit(X, y)
+        )
+        with threadpool_limits(1 if len(y) < SMALL_FIT_ROWS else None, user_api="openmp"):
+            self.model_ = model.fit(X, y)
         return self
 
     def decision_function(self, events: pd.DataFrame, at: pd.DataFrame | None = None) -> np.ndarray:

@@ -51,7 +51,7 @@ class EventEncoderConfig(PreTrainedConfig):
     dropout: float = 0.1
     initializer_range: float = 0.02
 
-    def validate_layout(self) -> None:
+    def check_layout(self) -> None:
         if not self.field_vocab_sizes:
             raise ValueError("EventEncoderConfig.field_vocab_sizes is empty: fit a tokenizer first")
         unknown = [f for f in (self.head_fields or []) if f not in self.field_vocab_sizes]
@@ -201,7 +201,7 @@ class EventEncoder(PreTrainedModel):
 
     def __init__(self, config: EventEncoderConfig) -> None:
         super().__init__(config)
-        config.validate_layout()
+        config.check_layout()
         self.embed = EventEmbedding(config)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layers)])
         self.ln_f = nn.LayerNorm(config.d_model)

@@ -11,8 +11,9 @@ with `M` from `models.metrics.classification_metrics`. Extras (never replacing c
 `fitted`, `recall_by_pattern` (when labels carry `pattern`), `seconds`.
 
 Labels. `label` 1/0 (or fraud/legit); `as_of` defaults to the user's last event; rows naming a
-user with no event at or before `as_of` cannot be scored and are dropped (counted); duplicate
-(user_id, as_of) rows keep the latest decision (by `decided_at` when present, else row order).
+user with no event at or before `as_of` cannot be scored and are dropped (counted). When the
+labels carry `decided_at` (a decision history) the latest decision per (user_id, as_of) wins;
+without it every row is its own label (e.g. two card transactions in the same second).
 
 Split. A `split` column (train/test) is honoured when it holds any value; rows with a null split
 are left out (counted as unused). Otherwise `config.split`:
@@ -120,7 +121,12 @@ class ProtocolResult:
 # ----------------------------------------------------------------------------------- labels
 
 def _ts(values: Any) -> pd.Series:
-    ts = pd.to_datetime(pd.Series(values), utc=True).dt.tz_localize(None)
+    values = pd.Series(values)
+    if values.isna().all():  # e.g. an empty as_of column read from CSV as float NaN
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        raise ValueError(f"timestamps must be datetimes or ISO text, got numbers like {values.iloc[:2].tolist()}")
+    ts = pd.to_datetime(values, utc=True).dt.tz_localize(None)
     return ts.astype("datetime64[us]")
 
 
@@ -144,10 +150,9 @@ def normalise_labels(labels: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.Dat
     scorable = out["as_of"].notna() & (out["as_of"] >= out["user_id"].map(first))
     n_dropped = int((~scorable).sum())
     out = out[scorable.to_numpy()]
-    if "decided_at" in out.columns:
+    if "decided_at" in out.columns:  # a decision history: the latest decision wins
         out = out.assign(_d=_ts(out["decided_at"])).sort_values("_d", kind="stable")
-        out = out.drop(columns="_d")
-    out = out.drop_duplicates(subset=["user_id", "as_of"], keep="last")
+        out = out.drop(columns="_d").drop_duplicates(subset=["user_id", "as_of"], keep="last")
     return out.sort_values(["as_of", "user_id"], kind="stable").reset_index(drop=True), n_dropped
 
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
@@ -36,8 +38,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from captum.attr import LayerIntegratedGradients
+from sklearn.exceptions import NotFittedError
 
 from models.reasons import top_reasons
+from models.scorer import RiskStack
+from models.train import collate, context_start
+
+# Captum warns whenever several layers are given; ours are independent field embeddings (summed).
+warnings.filterwarnings("ignore", message="Multiple layers provided", category=UserWarning)
 
 __all__ = [
     "WhatIf", "Explanation", "explain", "what_if", "nearest_cases", "attention_rollout",
@@ -133,8 +142,9 @@ def _float(x: Any) -> float:
 
 
 def _list(a: np.ndarray) -> list:
+    """Array -> nested lists of floats, None where not finite (strict JSON has no NaN)."""
     a = np.asarray(a, dtype=np.float64)
-    return np.where(np.isfinite(a), a, np.nan).astype(object).tolist() if a.size else a.tolist()
+    return np.where(np.isfinite(a), a, None).tolist()
 
 
 def _array(v: Any) -> np.ndarray:
@@ -170,6 +180,243 @@ def attention_rollout(attentions: Sequence[np.ndarray | torch.Tensor]) -> np.nda
         rollout = a if rollout is None else a @ rollout         # (T, T) later layers on the left
     assert rollout is not None
     return rollout
+
+
+# ------------------------------------------------------------------------------------------------
+# explain
+
+
+# Fields the baseline keeps ("time kept"): their embeddings are the same in input and baseline, so
+# they get no attribution. Positions are not a field and are kept as well. Restated from
+# models/tokenizer.py (the gap / hour / weekday ids).
+TIME_FIELDS: tuple[str, ...] = ("gap", "hour", "weekday")
+
+
+def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_id: str | None = None,
+            model_version: str | None = None, n_steps: int = 24, top_k: int = 5,
+            tolerance: float = 0.02, max_steps: int = 128) -> Explanation:
+    """Explain `scorer`'s risk for one user's `timeline` (sorted by ts) as of event `at` (default last).
+
+    n_steps: Gauss-Legendre IG steps to start with (16-32 recommended); doubled up to `max_steps`
+    while |delta| > tolerance * |logit - baseline_logit|. top_k: events whose removal is tried
+    (what-if). See the module docstring for what each field means. Thread-safe (private model copy).
+    """
+    t_start = time.perf_counter()
+    tl = _check_timeline(timeline)
+    n = len(tl)
+    at = n - 1 if at is None else _check_at(at, n)
+    if n_steps < 2 or max_steps < n_steps:
+        raise ValueError(f"n_steps={n_steps}, max_steps={max_steps}: need 2 <= n_steps <= max_steps")
+    if top_k < 0:
+        raise ValueError(f"top_k={top_k}: must be >= 0")
+    user_id = str(tl["user_id"].iloc[0]) if user_id is None else str(user_id)
+
+    model = _private_model(scorer)
+    inputs = scorer.encode(tl.iloc[: at + 1])                  # window scoring `at`, batch of 1
+    T_win = int(inputs["event_type"].shape[1])
+    start = at + 1 - T_win                                     # timeline index of window position 0
+
+    # ---- attribution: LayerIntegratedGradients over the content field embeddings
+    ig = _integrated_gradients(scorer, model, inputs, n_steps, tolerance, max_steps)
+    field_attr = {name: _place(a, start, n) for name, a in ig.field_attribution.items()}
+    event_attr = np.sum(list(field_attr.values()), axis=0) if field_attr else np.zeros(n)
+
+    # ---- one eager forward: attention (rollout + last layer), risk and surprise in the window
+    with torch.inference_mode():
+        out = model(inputs, output_attentions=True)
+        surprise_win = torch.stack(list(model.field_surprise(inputs, out).values())).sum(0)  # (1, T_win)
+        logits_win = _stack(scorer, out, surprise_win, inputs)                                # (1, T_win)
+    rollout = attention_rollout([a[0] for a in out.attentions])[T_win - 1]      # (T_win,)
+    last = out.attentions[-1][0, :, T_win - 1, :].float().cpu().numpy()          # (H, T_win)
+    attention_last = np.zeros((last.shape[0], n))
+    attention_last[:, start: at + 1] = last
+
+    # ---- surprise and risk as of every event. When the window scores every event (the scored
+    # event is the last and the timeline fits one window) it is the forward above; otherwise the
+    # scorer's score_history (each event in its own context window).
+    if start == 0 and at == n - 1 and int(context_start(np.array([at]), scorer.config.max_events)[0]) == 0:
+        surprise = surprise_win[0].double().cpu().numpy()
+        risk_history = np.asarray(scorer.calibrate(logits_win[0].double().cpu().numpy()), dtype=np.float64)
+    else:
+        history = scorer.score_history(tl)
+        surprise = history["surprise"].to_numpy(dtype=np.float64)
+        risk_history = history["risk"].to_numpy(dtype=np.float64)
+    risk = float(scorer.calibrate(np.array([ig.logit]))[0])
+
+    # ---- what-if: each top event removed, then all of them
+    top = [int(i) for i in np.argsort(-event_attr[: at + 1], kind="stable")[:top_k]
+           if event_attr[i] > 0]
+    variants = [(i,) for i in top] + ([tuple(sorted(top))] if len(top) > 1 else [])
+    variants = [v for v in variants if len(v) < at + 1]      # something must remain
+    risks = _what_if_batch(scorer, model, tl, at, variants)
+    what_ifs = tuple(WhatIf(v, r) for v, r in zip(variants, risks))
+
+    reasons = top_reasons(tl, event_attr, at)
+    return Explanation(
+        user_id=user_id, model_version=model_version, at=at, risk=risk, logit=ig.logit,
+        baseline_logit=ig.baseline_logit, delta=ig.delta, n_steps=ig.n_steps,
+        event_attribution=event_attr, field_attribution=field_attr, surprise=surprise,
+        risk_history=risk_history, attention_rollout=_place(rollout, start, n),
+        attention_last=attention_last, what_if=what_ifs, reasons=reasons, window_start=start,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int | None = None) -> float:
+    """The calibrated risk as of event `at` (default the last) with the events `remove` deleted.
+
+    Removed events after `at` change nothing (the model is causal). When `at` itself is removed,
+    the risk is taken as of the last remaining event before it. ValueError when nothing remains.
+    """
+    tl = _check_timeline(timeline)
+    n = len(tl)
+    at = n - 1 if at is None else _check_at(at, n)
+    removed = tuple(sorted({int(i) for i in remove}))
+    bad = [i for i in removed if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"event indexes {bad} out of range 0..{n - 1}")
+    # inference only, no hooks: the scorer's own model is safe to share between threads here
+    return _what_if_batch(scorer, _fitted(scorer).model_, tl, at, [removed])[0]
+
+
+@dataclass(frozen=True)
+class _IGResult:
+    field_attribution: dict[str, np.ndarray]   # field -> (T_win,)
+    logit: float
+    baseline_logit: float
+    delta: float
+    n_steps: int
+
+
+def _integrated_gradients(scorer: Any, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
+                          n_steps: int, tolerance: float, max_steps: int) -> _IGResult:
+    """LIG of the final logit at the window's last position, over the content field embeddings.
+
+    The forward function embeds `embed_inputs` but reads the events' identities (surprise targets,
+    the real-event mask) from the original inputs, so the baseline differs from the input only in
+    the content embeddings: IG's completeness then holds against f(baseline) computed the same way.
+    """
+    keys = list(inputs)
+    content = [f for f in model.embed.fields if f not in TIME_FIELDS]
+    content_keys = [k for k in keys if k not in TIME_FIELDS]    # ids + amount_value + query
+    original = tuple(inputs[k] for k in keys)
+    baseline = tuple(torch.zeros_like(inputs[k]) for k in content_keys)  # PAD ids, zero amount
+    T = int(inputs["event_type"].shape[1])
+
+    def forward(*tensors: torch.Tensor) -> torch.Tensor:
+        embed_part = dict(zip(content_keys, tensors[: len(content_keys)]))
+        targets = dict(zip(keys, tensors[len(content_keys):]))
+        embed_inputs = {**targets, **embed_part}
+        return _risk_logits(scorer, model, embed_inputs, targets)[:, T - 1]   # (B,)
+
+    content_inputs = tuple(inputs[k] for k in content_keys)
+    with torch.no_grad():  # f(x) and f(baseline) in one batch of 2
+        pair = forward(*(torch.cat([x, b]) for x, b in zip(content_inputs, baseline)),
+                       *(torch.cat([o, o]) for o in original))
+        fx, fb = float(pair[0]), float(pair[1])
+    layers = [model.embed.fields[f] for f in content]
+    lig = LayerIntegratedGradients(forward, layers)
+    steps = n_steps
+    while True:
+        attributions = lig.attribute(
+            content_inputs, baselines=baseline, additional_forward_args=original,
+            n_steps=steps, method="gausslegendre", internal_batch_size=steps,
+        )
+        per_field = {f: a[0].detach().double().sum(-1).cpu().numpy()   # (T,) summed over D
+                     for f, a in zip(content, attributions)}
+        total = float(sum(a.sum() for a in per_field.values()))
+        delta = total - (fx - fb)
+        if abs(delta) <= max(tolerance * abs(fx - fb), 1e-4) or steps * 2 > max_steps:
+            break
+        steps *= 2
+    return _IGResult(per_field, fx, fb, delta, steps)
+
+
+def _risk_logits(scorer: Any, model: torch.nn.Module, embed_inputs: dict[str, torch.Tensor],
+                 targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Scorer.risk_logits on `model`, embedding `embed_inputs`, identities from `targets`: (B, T).
+
+    With embed_inputs == targets this is exactly `Scorer.risk_logits` (a test keeps it so); the
+    split lets the IG baseline mask what the model *sees* while the surprise is still measured on
+    the events that happened. Right-padded inputs only (no attention mask).
+    """
+    out = model(embed_inputs)
+    surprise = torch.stack(list(model.field_surprise(targets, out).values())).sum(0)  # (B, T) nats
+    return _stack(scorer, out, surprise, targets)
+
+
+def _stack(scorer: Any, out: Any, surprise: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The scorer's stacker over [head logit, causal surprise stats]: (B, T) pre-Platt logit."""
+    real = targets["event_type"] != 0                                   # (B, T) real events
+    return scorer.stack_(RiskStack.features(out.risk_logits.float(), surprise, real))
+
+
+def _what_if_batch(scorer: Any, model: torch.nn.Module, tl: pd.DataFrame, at: int,
+                   variants: Sequence[tuple[int, ...]]) -> list[float]:
+    """Calibrated risk at `at` for each set of removed events, all variants in one forward pass."""
+    if not variants:
+        return []
+    frames, ends = [], []
+    for k, removed in enumerate(variants):
+        keep = np.setdiff1d(np.arange(at + 1), np.asarray(removed, dtype=np.int64))
+        if keep.size == 0:
+            raise ValueError(f"removing {list(removed)} leaves no event at or before at={at}")
+        frames.append(tl.iloc[keep].assign(user_id=f"v{k:06d}"))
+        ends.append(keep.size - 1)
+    tok = scorer.tokenizer_.transform(pd.concat(frames, ignore_index=True))
+    stops = tok.offsets[1:]
+    starts = tok.offsets[:-1] + context_start(np.asarray(ends), scorer.config.max_events)
+    batch = collate(tok, starts, stops, scorer.device_)           # right padded: no mask needed
+    with torch.inference_mode():
+        logits = _risk_logits(scorer, model, batch, batch)         # (B, T)
+    last = torch.as_tensor(stops - starts - 1, device=logits.device)
+    z = logits[torch.arange(len(variants), device=logits.device), last].float().cpu().numpy()
+    return [float(r) for r in scorer.calibrate(z)]
+
+
+def _fitted(scorer: Any) -> Any:
+    if not hasattr(scorer, "model_"):
+        raise NotFittedError("this Scorer is not fitted yet: fit it or load it before explaining")
+    return scorer
+
+
+def _private_model(scorer: Any) -> torch.nn.Module:
+    """A copy of the scorer's encoder that only this call uses (Captum hooks it), in eval mode."""
+    model = copy.deepcopy(_fitted(scorer).model_)
+    model.eval()
+    model.requires_grad_(False)   # IG needs gradients w.r.t. the hooked layer outputs only
+    return model
+
+
+def _check_timeline(timeline: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(timeline, pd.DataFrame):
+        raise ValueError(f"timeline must be a pandas DataFrame, got {type(timeline).__name__}")
+    if len(timeline) == 0:
+        raise ValueError("timeline is empty")
+    for col in ("user_id", "ts", "event_type"):
+        if col not in timeline.columns:
+            raise ValueError(f"timeline lacks column {col!r}")
+    if timeline["user_id"].nunique() != 1:
+        raise ValueError(f"timeline must hold one user's events, got {timeline['user_id'].nunique()} users")
+    ts = pd.to_datetime(timeline["ts"])
+    if not ts.is_monotonic_increasing:
+        raise ValueError("timeline must be sorted by ts (positions index the events in time order)")
+    return timeline.reset_index(drop=True)
+
+
+def _check_at(at: int, n: int) -> int:
+    at = int(at)
+    if not 0 <= at < n:
+        raise ValueError(f"at={at} outside the timeline (0..{n - 1})")
+    return at
+
+
+def _place(values: np.ndarray, start: int, n: int) -> np.ndarray:
+    """Window values (T_win,) into a (n,) array of the whole timeline, zeros elsewhere."""
+    out = np.zeros(n, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    out[start: start + len(values)] = values
+    return out
 
 
 # ------------------------------------------------------------------------------------------------

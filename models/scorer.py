@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
@@ -171,6 +171,17 @@ def _label_values(col: pd.Series) -> np.ndarray:
     return values.astype(np.int64)
 
 
+def _stratified_holdout(per_user: pd.Series, frac: float, seed: int) -> np.ndarray:
+    """Users held out per class: round(frac * n_class), but at least 1 and never the whole class."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for cls in (0, 1):
+        members = np.sort(per_user.index[per_user.to_numpy() == cls].to_numpy())
+        k = int(np.clip(round(frac * len(members)), 1, len(members) - 1))
+        held.append(rng.permutation(members)[:k])
+    return np.concatenate(held)
+
+
 class Scorer:
     """Calibrated, causal risk scores from the event encoder. See the module docstring.
 
@@ -197,6 +208,7 @@ class Scorer:
 
         tokenizer = EventTokenizer(cfg.tokenizer).fit(events)
         tok = tokenizer.transform(events)
+        targets = self._label_targets(tok, labels) if labels is not None and len(labels) else None  # checked early
         enc_cfg = EventEncoderConfig(
             field_vocab_sizes=tokenizer.vocab_sizes, head_fields=list(HEAD_FIELDS),
             query_buckets=cfg.tokenizer.n_query_buckets, query_slots=cfg.tokenizer.query_slots,
@@ -221,7 +233,6 @@ class Scorer:
         )
 
         # ---- 2. labels: fine-tune + stack + Platt, or surprise alone
-        targets = self._label_targets(tok, labels) if labels is not None and len(labels) else None
         self.n_labels_ = 0 if targets is None else int(len(targets[0]))
         per_user = None
         if targets is not None:
@@ -249,10 +260,7 @@ class Scorer:
     def _fit_supervised(self, tok, targets, per_user: pd.Series, info: dict, progress: bool) -> None:
         cfg, model, device = self.config, self.model_, self.device_
         users, positions, y = targets
-        labelled = per_user.index.to_numpy()
-        train_u, val_u = train_test_split(
-            labelled, test_size=cfg.label_val_frac, stratify=per_user.to_numpy(), random_state=cfg.seed
-        )
+        val_u = _stratified_holdout(per_user, cfg.label_val_frac, cfg.seed)
         in_val = np.isin(users, val_u)
         train_w = target_windows(tok, users[~in_val], positions[~in_val], cfg.max_events, y[~in_val])
         val_w = target_windows(tok, users[in_val], positions[in_val], cfg.max_events, y[in_val])

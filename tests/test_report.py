@@ -109,5 +109,5 @@ def test_report_rejects_other_objects():
 
 
 def test_report_filename_is_safe():
-    assert report.report_filename("u/../7 x", "v1:2") == "case-u_.._7_x-v1_2.html"
+    assert report.report_filename("u/../7 x", "v1:2") == "case-u____7_x-v1_2.html"
     assert report.report_filename("u7") == "case-u7.html"

@@ -206,7 +206,8 @@ def test_fake_reviews_signature(data, planted):
     # normal reviews mostly follow a purchase of the item inside the window
     normal = _normal(data)
     normal_reviews = normal[normal["event_type"] == "review"]
-    with_purchase = [pair in bought for pair in zip(normal_reviews["user_id"], normal_reviews["item_id"])]
+    pairs = zip(normal_reviews["user_id"], normal_reviews["item_id"])
+    with_purchase = [pair in bought for pair in pairs]
     assert 0.5 < np.mean(with_purchase) < 1.0
 
 
@@ -263,7 +264,8 @@ def test_promo_abuse_signature(data, planted):
     normal = _normal(data)
     newcomers = set(normal.loc[normal["event_type"] == "signup", "user_id"])
     assert len(newcomers) > 50
-    assert normal[normal["user_id"].isin(newcomers) & (normal["event_type"] == "coupon_redeem")]["user_id"].nunique() > 5
+    welcomed = normal["user_id"].isin(newcomers) & (normal["event_type"] == "coupon_redeem")
+    assert normal.loc[welcomed, "user_id"].nunique() > 5
 
 
 def test_search_manipulation_signature(data, planted):
@@ -301,7 +303,8 @@ def test_normal_users_overlap_with_every_fraud_signal(data, planted):
     assert octets(planted["ip"]) <= octets(normal["ip"])
     for col in ("event_type", "status", "category", "country", "currency"):
         assert set(planted[col].dropna()) <= set(normal[col].dropna()), col
-    assert set(planted["payment_method"].dropna().str[:5]) <= set(normal["payment_method"].dropna().str[:5])
+    methods = set(normal["payment_method"].dropna().str[:5])
+    assert set(planted["payment_method"].dropna().str[:5]) <= methods
     def kinds(ev: pd.DataFrame) -> set[tuple[str, str]]:
         pairs = ev[["event_type", "status"]].fillna("").drop_duplicates()
         return set(pairs.itertuples(index=False, name=None))
@@ -343,7 +346,8 @@ def test_behaviour_mix_matches_taobao(data, taobao):
     real = taobao["behavior"].value_counts(normalize=True)
     normal = _normal(data)
     ours = normal["event_type"].value_counts()
-    ours = ours[["view", "cart", "favourite", "checkout"]] / ours[["view", "cart", "favourite", "checkout"]].sum()
+    ours = ours[["view", "cart", "favourite", "checkout"]]
+    ours = ours / ours.sum()
     for theirs, mine in (("pv", "view"), ("cart", "cart"), ("fav", "favourite"), ("buy", "checkout")):
         assert abs(ours[mine] - real[theirs]) / real[theirs] < 0.2, (mine, ours[mine], real[theirs])
 
@@ -366,3 +370,13 @@ def test_activity_matches_taobao(data, taobao):
     uk = browse[browse["country"] == "GB"]                                # UTC+0 users
     hours = np.bincount(uk["ts"].dt.hour, minlength=24)
     assert np.corrcoef(real_hours, hours)[0, 1] > 0.85
+
+
+def test_sample_readme_documents_columns_and_patterns():
+    readme = (SAMPLE / "README.md").read_text()
+    for column in EVENT_COLUMNS:
+        assert f"| `{column}` |" in readme, column
+    for name, description in PATTERNS.items():
+        assert f"### `{name}`" in readme and description in readme, name
+    for event_type in EVENT_TYPES:
+        assert f"`{event_type}`" in readme, event_type

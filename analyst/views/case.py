@@ -11,8 +11,8 @@ from analyst.views import common
 
 CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
 FLASH_KEY = "case_flash"     # the last decision, shown once after the rerun that records it
-EVENT_COLUMNS = ["ts", "event_type", "amount", "currency", "category", "item_id", "query", "status",
-                 "payment_method", "country", "device_id", "ip", "attribution", "surprise", "risk"]
+EVENT_COLUMNS = ["ts", "event_type", "attribution", "surprise", "risk", "amount", "currency", "status",
+                 "category", "item_id", "query", "payment_method", "country", "device_id", "ip", "address_id"]
 
 wb = common.workbench()
 me = common.analyst()
@@ -44,7 +44,7 @@ def _load(user_id: str, fresh: bool = False):
 def _user_of_case(case_id: int | None) -> str | None:
     if case_id is None:
         return None
-    queue = wb.queue(statuses=("open", "claimed", "escalated", "closed"))
+    queue = wb.queue(statuses=("open", "claimed", "escalated", "decided"))
     hit = queue[queue["case_id"] == case_id]
     return None if hit.empty else str(hit.iloc[0]["user_id"])
 
@@ -59,6 +59,10 @@ def _go_next(after_case_id: int | None) -> None:
         wb.claim(int(case_id), me)
     st.session_state.pop(CACHE_KEY, None)
     common.open_case(user)
+
+
+def _int(value: object) -> int | None:
+    return None if value is None else int(value)
 
 
 def _tour(step: int, text: str) -> None:
@@ -88,7 +92,7 @@ if view is None:
 
 timeline = charts.mask_identifiers(view.timeline) if demo else view.timeline
 exp = view.explanation
-case = view.case or {}
+case = {k: (None if not isinstance(v, (list, tuple, dict)) and pd.isna(v) else v) for k, v in (view.case or {}).items()}
 
 # ---------------------------------------------------------------------------------- header
 head_l, head_r = st.columns([3, 1.2], vertical_alignment="center")
@@ -121,38 +125,42 @@ with head_r:
             st.rerun()
 
 flash = st.session_state.get(FLASH_KEY)
-if flash and flash["user_id"] == view.user_id:
+if flash and flash["user_id"] != view.user_id:
+    st.session_state.pop(FLASH_KEY, None)  # shown only on the case it was recorded for
+    flash = None
+if flash:
     st.success(f"Decision recorded: {common.DECISION_LABELS.get(flash['decision'], flash['decision'])} "
                f"by {flash['analyst']}.", icon=":material/check_circle:")
 
 h = view.header
-cols = st.columns(7)
+countries = h.get("countries") or []
+cols = st.columns([1.1, 1, 1, 1, 1, 1])
 cols[0].metric("Risk", common.pct(view.risk), border=True,
                help=f"Calibrated P(fraud) at the last event, model {view.model_version or 'none'}")
-cols[1].metric("Account age", f"{h.get('account_age_days', 0):.0f} d", border=True,
-               help=f"first seen {common.fmt_when(h.get('first_seen'))}, last seen {common.fmt_when(h.get('last_seen'))}")
-cols[2].metric("Devices / IPs", f"{h.get('devices', 0)} / {h.get('ips', 0)}", border=True)
-countries = h.get("countries") or []
-cols[3].metric("Countries", f"{len(countries)}", border=True, help=", ".join(countries) or None)
-cols[4].metric("Payments", f"{h.get('payments', 0)}", border=True, help=f"total {h.get('paid_total', 0):,.2f}")
-cols[5].metric("Refunds", f"{h.get('refunds', 0)}", border=True)
-cols[6].metric("Events", f"{h.get('events', 0):,}", border=True,
-               help=f"the model reads the last {h.get('events_in_model_window', 0)}")
-st.caption(f"Model version **{view.model_version or 'none'}**"
-           + (f" - countries: {', '.join(countries)}" if countries else ""))
+cols[1].metric("Account age", f"{h.get('account_age_days', 0):.0f} d", border=True)
+cols[2].metric("Devices", f"{h.get('devices', 0)}", border=True)
+cols[3].metric("Countries", f"{len(countries)}", border=True)
+cols[4].metric("Payments", f"{h.get('payments', 0)}", border=True)
+cols[5].metric("Events", f"{h.get('events', 0):,}", border=True)
+st.caption(
+    f"Model version **{view.model_version or 'none'}** · first seen {common.fmt_when(h.get('first_seen'))}, "
+    f"last seen {common.fmt_when(h.get('last_seen'))} · {h.get('ips', 0)} IPs · "
+    f"countries: {', '.join(countries) or 'n/a'} · paid {h.get('paid_total', 0):,.2f} · "
+    f"{h.get('refunds', 0)} refunds · the model reads the last {h.get('events_in_model_window', 0)} events"
+)
 _tour(1, "The risk above is the model's calibrated probability that this account is fraudulent, "
          "as of its latest event. The header summarises the account.")
 
+planted: list[int] = []
 if demo and view.ground_truth is not None:
-    with st.expander("Reveal ground truth (synthetic data)", icon=":material/visibility:"):
+    if st.toggle("Reveal ground truth (synthetic data)", key=f"reveal_{view.user_id}"):
         gt = view.ground_truth
+        planted = [int(i) for i in gt.get("planted_events", [])]
         verdict = "fraud" if gt.get("label") else "legit"
-        st.markdown(f"This synthetic user is **{verdict}**"
-                    + (f", planted pattern(s): **{', '.join(gt['patterns'])}**" if gt.get("patterns") else "")
-                    + (f"; {len(gt['planted_events'])} planted events are outlined in the timeline."
-                       if gt.get("planted_events") else "."))
-        st.session_state["reveal_planted"] = True
-planted = list((view.ground_truth or {}).get("planted_events", [])) if demo and st.session_state.get("reveal_planted") else []
+        st.info(f"This synthetic user is **{verdict}**"
+                + (f", planted pattern(s): **{', '.join(gt['patterns'])}**" if gt.get("patterns") else "")
+                + (f"; its {len(planted)} planted events are outlined in orange in the timeline." if planted else "."),
+                icon=":material/visibility:")
 
 # ---------------------------------------------------------------------------------- timeline
 _tour(2, "Each dot is an event, one row per event type. Red events pushed the risk up, blue ones down; "
@@ -205,7 +213,7 @@ with decide_col:
         else:
             try:
                 decision = wb.decide(view.user_id, pressed, analyst=me, reason_code=reason, quality=quality,
-                                     note=note, case_id=case.get("case_id"), expected_version=case.get("version"))
+                                     note=note, case_id=_int(case.get("case_id")), expected_version=_int(case.get("version")))
             except ConflictError:
                 st.error("This case was changed by someone else since you opened it. Reload the page to see "
                          "the latest; nothing was recorded.")
@@ -217,16 +225,16 @@ with decide_col:
                                                "case_id": decision.case_id}
                 st.session_state.pop(CACHE_KEY, None)
                 st.rerun()
-    if flash and flash["user_id"] == view.user_id:
+    if flash:
         st.success("Decision recorded", icon=":material/check_circle:")
         if st.button("Next case", type="primary", icon=":material/arrow_forward:", key="case_next_after",
                      width="stretch"):
             st.session_state.pop(FLASH_KEY, None)
             with common.guard("Could not pick the next case"):
-                _go_next(flash.get("case_id"))
+                _go_next(_int(flash.get("case_id")))
     elif st.button("Skip to next case", icon=":material/skip_next:", key="case_skip", width="stretch"):
         with common.guard("Could not pick the next case"):
-            _go_next(case.get("case_id"))
+            _go_next(_int(case.get("case_id")))
 
 # ---------------------------------------------------------------------------------- details
 t_events, t_attn, t_whatif, t_similar, t_history = st.tabs(
@@ -244,6 +252,9 @@ with t_events:
         column_config={
             "ts": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss"),
             "event_type": "Event", "amount": st.column_config.NumberColumn("Amount", format="%.2f"),
+            "currency": "Cur.", "status": "Status", "category": "Category", "item_id": "Item", "query": "Query",
+            "payment_method": "Payment", "country": "Country", "device_id": "Device", "ip": "IP",
+            "address_id": "Address",
             "attribution": st.column_config.NumberColumn("Attribution", format="%+.3f",
                                                          help="Signed: > 0 pushes the risk towards fraud"),
             "surprise": st.column_config.NumberColumn("Surprise (nats)", format="%.2f",

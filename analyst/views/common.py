@@ -49,6 +49,16 @@ def analyst_source() -> tuple[str | None, str]:
     return (name or None), "session"
 
 
+def remember_analyst() -> None:
+    """on_change of the sidebar name box: keep the name in a key no page switch clears."""
+    st.session_state[ANALYST_KEY] = str(st.session_state.get("_analyst_input") or "").strip()
+
+
+def remember_demo() -> None:
+    """on_change of the sidebar demo toggle (same reason as `remember_analyst`)."""
+    st.session_state[DEMO_KEY] = bool(st.session_state.get("_demo_input"))
+
+
 def analyst() -> str | None:
     """Who is working: recorded on every claim and decision."""
     return analyst_source()[0]

@@ -8,7 +8,7 @@ import streamlit as st
 from analyst import charts
 from analyst.views import common
 
-STATUSES = ("open", "claimed", "escalated", "closed")
+STATUSES = ("open", "claimed", "escalated", "decided")
 SORTS = {"risk": "Risk (highest first)", "age": "Account age (newest first)", "opened": "Opened (latest first)"}
 
 wb = common.workbench()
@@ -18,10 +18,10 @@ st.title("Case queue")
 st.caption("Flagged users waiting for review, riskiest first. Pick one, or let **Next case** choose.")
 
 with st.container(border=True):
-    c1, c2, c3, c4, c5 = st.columns([1.3, 1.2, 1.4, 1.2, 1.0])
+    c1, c2, c3, c4, c5 = st.columns([1.7, 1.1, 1.4, 1.2, 1.1])
     statuses = c1.multiselect("Status", STATUSES, default=["open", "claimed", "escalated"], key="q_status")
     risk_range = c2.slider("Risk", 0.0, 1.0, (0.0, 1.0), step=0.01, key="q_risk", format="%.2f")
-    event_types = c3.multiselect("Has event types", wb.event_types(), key="q_types",
+    event_types = c3.multiselect("Has event types", wb.store.event_types(), key="q_types",
                                  placeholder="any event type")
     dates = c4.date_input("Opened between", value=[], key="q_dates")
     sort = c5.selectbox("Sort", list(SORTS), format_func=SORTS.get, key="q_sort")
@@ -78,13 +78,14 @@ if queue is not None:
                 "risk": st.column_config.ProgressColumn("Risk", format="percent", min_value=0.0, max_value=1.0,
                                                        width="small"),
                 "user_id": st.column_config.TextColumn("User", width="small"),
-                "top_reason": st.column_config.TextColumn("Top reason", width="large"),
-                "tags": st.column_config.ListColumn("Tags"),
-                "why": st.column_config.TextColumn("In queue because", help="high risk / uncertain / random control"),
+                "top_reason": st.column_config.TextColumn("Top reason", width="medium"),
+                "tags": st.column_config.ListColumn("Tags", width="small"),
+                "why": st.column_config.TextColumn("Why queued", help="high risk / uncertain / random control",
+                                                   width="small"),
                 "status": st.column_config.TextColumn("Status", width="small"),
                 "assignee": st.column_config.TextColumn("Assignee", width="small"),
                 "age_days": st.column_config.NumberColumn("Account age (d)", format="%.1f", width="small"),
-                "opened_at": st.column_config.DatetimeColumn("Opened", format="YYYY-MM-DD HH:mm"),
+                "opened_at": st.column_config.DatetimeColumn("Opened", format="MM-DD HH:mm", width="small"),
                 "link": st.column_config.LinkColumn("Link", display_text="open", width="small"),
             },
         )

@@ -1,0 +1,150 @@
+"""Real-browser fixtures: Debian Chromium via pytest-playwright, `streamlit run app.py` on a free
+loopback port over a tiny real store (synthetic users, a tiny trained model, scored cases).
+
+The app holds its DuckDB file open (one writer per process), so a test reads the store only after
+`server.stop()`. Screenshots go to <repo>/test-artifacts/ (git-ignored).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app.py"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+    "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Override pytest-playwright: use Debian's /usr/bin/chromium, never a downloaded browser."""
+    if not Path(CHROMIUM).exists():
+        msg = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        pytest.fail(msg) if os.environ.get("CI") else pytest.skip(msg)
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    # tall viewport: Streamlit scrolls inside its own container, so full_page screenshots = viewport
+    return {**browser_context_args, "viewport": {"width": 1280, "height": 1000}}
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_home(home: Path, n_users: int = 60, budget: int = 6, seed: int = 3) -> Path:
+    """A SLEUTH_HOME with events, half the labels, a tiny promoted model and `budget` open cases."""
+    from analyst.config import Settings
+    from analyst.service import Workbench
+    from analyst.synthetic import SyntheticConfig, generate
+    from models.scorer import ScorerConfig
+
+    home.mkdir(parents=True, exist_ok=True)
+    wb = Workbench(Settings.from_env(env={"SLEUTH_HOME": str(home)}))
+    try:
+        events, labels = generate(SyntheticConfig(n_users=n_users, seed=seed, fraud_rate=0.25))
+        wb.store.add_events(events)
+        wb.store.add_labels(labels.sample(frac=0.5, random_state=0))
+        tiny = ScorerConfig(d_model=16, n_layers=1, n_heads=2, max_events=48, pretrain_epochs=1,
+                            finetune_epochs=1, batch_size=16, seed=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wb.train(config=tiny, progress=False)
+            wb.score(budget=budget)
+    finally:
+        wb.close()
+    return home
+
+
+@dataclass
+class Server:
+    """A `streamlit run app.py` subprocess; `stop()` ends it (by its PID) and frees the store."""
+
+    home: Path
+    url: str
+    proc: subprocess.Popen
+    log: Path
+    env: dict = field(default_factory=dict)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM to this PID only, never by name
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(home: Path, log_path: Path, extra_env: dict | None = None, timeout: float = 90) -> Server:
+    port = free_port()
+    env = {**os.environ, "SLEUTH_HOME": str(home), **(extra_env or {})}
+    for key in ("SLEUTH_DB", "SLEUTH_MODELS"):
+        env.pop(key, None)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(APP),
+             "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    server = Server(home=home, url=f"http://127.0.0.1:{port}", proc=proc, log=log_path, env=env)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return server
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit not ready in {timeout:.0f}s:\n{log_path.read_text()}")
+            time.sleep(0.2)
+    except BaseException:
+        server.stop()
+        raise
+
+
+@pytest.fixture(scope="session")
+def browser_home(tmp_path_factory) -> Path:
+    return build_home(tmp_path_factory.mktemp("browser_home"))
+
+
+@pytest.fixture(scope="module")
+def server(browser_home, tmp_path_factory):
+    """The app serving `browser_home` as analyst "browser-analyst" (via SLEUTH_ANALYST)."""
+    srv = start_server(browser_home, tmp_path_factory.mktemp("log") / "streamlit.log",
+                       {"SLEUTH_ANALYST": "browser-analyst"})
+    try:
+        yield srv
+    finally:
+        srv.stop()

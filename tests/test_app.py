@@ -1,0 +1,303 @@
+"""The Streamlit pages, driven in-process by AppTest on a tiny real store (synthetic users, a tiny
+trained model, scored cases). Each test checks what the analyst sees and what reaches the store."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+
+from analyst import resources
+from analyst.config import Settings
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+TIMEOUT = 120
+
+
+def build_home(home: Path, n_users: int = 60, budget: int = 6, seed: int = 3) -> Path:
+    """A SLEUTH_HOME with events, half the labels, a tiny promoted model and `budget` open cases."""
+    from analyst.service import Workbench
+    from analyst.synthetic import SyntheticConfig, generate
+    from models.scorer import ScorerConfig
+
+    home.mkdir(parents=True, exist_ok=True)
+    wb = Workbench(Settings.from_env(env={"SLEUTH_HOME": str(home)}))
+    try:
+        events, labels = generate(SyntheticConfig(n_users=n_users, seed=seed, fraud_rate=0.25))
+        wb.store.add_events(events)
+        wb.store.add_labels(labels.sample(frac=0.5, random_state=0))
+        tiny = ScorerConfig(d_model=16, n_layers=1, n_heads=2, max_events=48, pretrain_epochs=1,
+                            finetune_epochs=1, batch_size=16, seed=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wb.train(config=tiny, progress=False)
+            wb.score(budget=budget)
+    finally:
+        wb.close()
+    return home
+
+
+@pytest.fixture(scope="module")
+def base_home(tmp_path_factory) -> Path:
+    return build_home(tmp_path_factory.mktemp("app_home"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_workbenches():
+    """Close the app's cached Workbenches (their DuckDB files) when this module is done."""
+    yield
+    resources._workbench.clear()
+
+
+@pytest.fixture
+def home(base_home, tmp_path, monkeypatch) -> Path:
+    """A private copy of the base home (tests write decisions), selected through the environment."""
+    target = tmp_path / "home"
+    shutil.copytree(base_home, target)
+    monkeypatch.setenv("SLEUTH_HOME", str(target))
+    monkeypatch.delenv("SLEUTH_DB", raising=False)
+    monkeypatch.delenv("SLEUTH_MODELS", raising=False)
+    monkeypatch.delenv("SLEUTH_ANALYST", raising=False)
+    yield target
+
+
+def workbench():
+    """The app's own Workbench (AppTest runs in this process; a second connection would clash)."""
+    return resources.workbench()
+
+
+def app(**session) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def open_case(at: AppTest, user_id: str) -> AppTest:
+    at.switch_page("analyst/views/case.py")
+    at.query_params["user"] = user_id
+    return at.run()
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+# ---------------------------------------------------------------------------------------- queue
+def test_queue_lists_open_cases_riskiest_first(home):
+    at = app().run()
+    no_errors(at)
+    assert at.title[0].value == "Case queue"
+    queue = workbench().queue()
+    assert len(queue) == 6
+    assert metric(at, "Cases shown") == "6"
+    table = at.dataframe[0].value
+    assert list(table["user_id"]) == list(queue["user_id"])
+    assert table["risk"].is_monotonic_decreasing
+    assert {"top_reason", "tags", "why", "status", "assignee", "age_days"} <= set(table.columns)
+
+
+def test_queue_filters_by_risk_and_status(home):
+    at = app().run()
+    risks = workbench().queue()["risk"].sort_values()
+    cut = float(risks.iloc[3])
+    at.slider(key="q_risk").set_value((round(cut, 2), 1.0)).run()
+    no_errors(at)
+    expected = int((risks >= round(cut, 2)).sum())
+    assert metric(at, "Cases shown") == str(expected) and expected < 6
+    at.multiselect(key="q_status").set_value(["escalated"]).run()
+    assert metric(at, "Cases shown") == "0"
+    assert "No case matches these filters" in at.info[0].value
+
+
+def test_queue_claim_selected_case(home):
+    at = app().run()
+    at.sidebar.text_input[0].input("ana").run()
+    at.session_state["queue_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.run()
+    at.button(key="q_claim").click().run()
+    no_errors(at)
+    queue = workbench().queue()
+    second = at.dataframe[0].value.iloc[1]
+    assert queue.set_index("user_id").loc[second["user_id"], "assignee"] == "ana"
+    assert metric(at, "Yours") == "1"
+
+
+def test_next_case_opens_and_claims_the_top_case(home):
+    at = app().run()
+    at.sidebar.text_input[0].input("ana").run()
+    top = workbench().queue().iloc[0]
+    at.button(key="q_next").click().run()
+    no_errors(at)
+    assert at.query_params["user"] == top["user_id"]
+    assert at.title[0].value == f"Case: user {top['user_id']}"
+    assert workbench().queue().set_index("case_id").loc[top["case_id"], "assignee"] == "ana"
+
+
+# ---------------------------------------------------------------------------------------- case
+def test_case_page_shows_header_timeline_and_reasons(home):
+    user = workbench().queue().iloc[0]["user_id"]
+    at = open_case(app().run(), user)
+    no_errors(at)
+    view = workbench().case(user)
+    assert metric(at, "Risk") == f"{view.risk:.0%}"
+    assert metric(at, "Events") == f"{view.header['events']:,}"
+    assert view.model_version in at.caption[0].value
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 2  # timeline + field attribution (+ attention tab)
+    markdown = " ".join(m.value for m in at.markdown)
+    assert all(reason in markdown for reason in view.explanation.reasons)
+    events = next(d.value for d in at.dataframe if "attribution" in d.value.columns)
+    assert len(events) == len(view.timeline)
+    assert "surprise" in events.columns
+    assert any("not an explanation" in w.value for w in at.warning)
+    assert [b.label for b in at.get("form_submit_button")] == ["Confirm fraud", "Reject", "Escalate"]
+    assert at.text_area[0].label == "Note"
+
+
+def test_case_without_user_offers_a_picker(home):
+    at = app().run()
+    at.switch_page("analyst/views/case.py")
+    at.run()
+    no_errors(at)
+    assert at.title[0].value == "Case"
+    assert at.main.text_input[0].label == "User id"
+
+
+def test_unknown_user_is_one_clear_message(home):
+    at = open_case(app().run(), "nobody-42")
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "nobody-42" in at.error[0].value and "no events" in at.error[0].value
+
+
+def test_decision_needs_a_note_and_a_name(home):
+    user = workbench().queue().iloc[0]["user_id"]
+    at = open_case(app().run(), user)
+    at.get("form_submit_button")[0].click().run()
+    assert "sidebar" in at.error[0].value
+    at.sidebar.text_input[0].input("ana").run()
+    at.get("form_submit_button")[0].click().run()
+    assert "note" in at.error[0].value.lower()
+    assert workbench().label_history().query("source == 'analyst'").empty  # nothing written
+
+
+def test_confirm_fraud_writes_label_and_audit_then_next_case(home):
+    queue = workbench().queue()
+    user = queue.iloc[0]["user_id"]
+    at = app().run()
+    at.sidebar.text_input[0].input("ana").run()
+    at = open_case(at, user)
+    at.selectbox[0].set_value("account_takeover")
+    at.text_area[0].input("new device, password change, then 3 declined cards")
+    at.get("form_submit_button")[0].click().run()
+    no_errors(at)
+    assert any(s.value == "Decision recorded" for s in at.success)
+    labels = workbench().label_history().query("source == 'analyst'")
+    assert len(labels) == 1
+    row = labels.iloc[0]
+    assert (row["user_id"], int(row["label"]), row["analyst"], row["reason"]) == (user, 1, "ana", "account_takeover")
+    assert row["note"] == "new device, password change, then 3 declined cards"
+    audit = workbench().audit(user)
+    decided = audit[audit["action"] == "decide"]
+    assert decided[["actor", "new"]].values.tolist() == [["ana", "fraud"]]
+    assert '"quality": "useful"' in decided.iloc[0]["detail"]
+    # the decision shows in the page's history tab
+    assert any(len(d.value) == 1 and "note" in d.value.columns for d in at.dataframe)
+    at.button(key="case_next_after").click().run()
+    no_errors(at)
+    assert at.query_params["user"] != user
+    assert at.query_params["user"] in set(queue["user_id"])
+
+
+def test_analyst_from_environment_is_recorded(home, monkeypatch):
+    monkeypatch.setenv("SLEUTH_ANALYST", "env-analyst")
+    user = workbench().queue().iloc[1]["user_id"]
+    at = open_case(app().run(), user)
+    assert not at.sidebar.text_input  # not asked: known from SLEUTH_ANALYST
+    assert any("env-analyst" in m.value for m in at.sidebar.markdown)
+    at.text_area[0].input("looks like a normal shopper")
+    at.get("form_submit_button")[1].click().run()  # Reject
+    no_errors(at)
+    row = workbench().label_history().query("source == 'analyst'").iloc[-1]
+    assert (row["user_id"], int(row["label"]), row["analyst"]) == (user, 0, "env-analyst")
+
+
+def test_escalate_writes_no_label(home):
+    user = workbench().queue().iloc[2]["user_id"]
+    at = app(analyst_name="ana").run()
+    at = open_case(at, user)
+    at.text_area[0].input("needs the payments team")
+    at.get("form_submit_button")[2].click().run()
+    no_errors(at)
+    assert workbench().label_history().query("source == 'analyst'").empty
+    assert workbench().queue(statuses=("escalated",))["user_id"].tolist() == [user]
+
+
+def test_what_if_recomputes_risk(home):
+    user = workbench().queue().iloc[0]["user_id"]
+    at = open_case(app().run(), user)
+    sel = at.multiselect(key=f"whatif_sel_{user}")
+    sel.set_value([0, 1]).run()
+    at.button(key=f"whatif_go_{user}").click().run()
+    no_errors(at)
+    expected = workbench().what_if(user, [0, 1])
+    assert metric(at, "Risk without 2 event(s)") == f"{expected:.0%}"
+
+
+def test_demo_mode_masks_identifiers_and_reveals_truth(home):
+    wb = workbench()
+    queue = wb.queue()
+    planted = next((u for u in queue["user_id"] if (wb.case(u).ground_truth or {}).get("planted_events")), None)
+    user = planted or queue.iloc[0]["user_id"]
+    raw_ips = set(wb.case(user).timeline["ip"].dropna())
+    at = app(demo_mode=True).run()
+    at = open_case(at, user)
+    no_errors(at)
+    events = next(d.value for d in at.dataframe if "attribution" in d.value.columns)
+    if "ip" in events.columns:
+        assert not raw_ips & set(events["ip"].dropna())
+        assert all(str(v).startswith("ip#") for v in events["ip"].dropna())
+    assert any("Guided walk, step 2" in i.value for i in at.info)
+    if planted:
+        at.toggle(key=f"reveal_{user}").set_value(True).run()
+        assert any("planted" in i.value for i in at.info)
+        spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+        widths = spec["data"][0]["marker"]["line"]["width"]
+        truth = wb.case(user).ground_truth["planted_events"]
+        assert [i for i, w in enumerate(widths) if w > 1] == truth  # planted events outlined
+
+
+# ---------------------------------------------------------------------------------------- labels, model
+def test_labels_page_history_audit_and_export(home):
+    at = app().run()
+    at.switch_page("analyst/views/labels.py")
+    at.run()
+    no_errors(at)
+    history = workbench().label_history()
+    assert metric(at, "Label rows") == f"{len(history):,}"
+    assert {b.label for b in at.get("download_button")} == {"Export CSV", "Export Parquet"}
+    at.multiselect(key="lab_source").set_value(["synthetic"]).run()
+    shown = at.dataframe[0].value
+    assert len(shown) == int((history["source"] == "synthetic").sum())
+    assert set(shown["label"]) <= {"fraud", "legit"}
+
+
+def test_model_page_lists_versions(home):
+    at = app().run()
+    at.switch_page("analyst/views/model.py")
+    at.run()
+    assert not at.exception
+    current = workbench().current_version()
+    assert metric(at, "Current version") == current
+    assert current in set(at.dataframe[0].value["version"])

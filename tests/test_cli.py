@@ -1,0 +1,97 @@
+"""The `sleuth` command end to end, in-process, on a real DuckDB file in a tmp dir."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from analyst.cli import main
+
+TINY = ["--d-model", "16", "--layers", "1", "--max-events", "48", "--pretrain-epochs", "1",
+        "--finetune-epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen")
+    assert main(["generate", "--users", "80", "--seed", "5", "--fraud-rate", "0.2", "--out", str(out)]) == 0
+    return out
+
+
+def test_help_lists_every_verb():
+    out = subprocess.run([sys.executable, "-m", "analyst.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for verb in ("demo", "generate", "ingest", "train", "score", "explain", "evaluate", "export-labels", "app"):
+        assert verb in out
+
+
+def test_generate_writes_events_and_labels(data_dir):
+    events = pd.read_parquet(data_dir / "events.parquet")
+    labels = pd.read_parquet(data_dir / "labels.parquet")
+    assert labels["user_id"].nunique() == 80 == events["user_id"].nunique()
+    assert labels["label"].sum() > 0
+
+
+def test_full_cli_loop(data_dir, tmp_path, capsys):
+    db = str(tmp_path / "s.duckdb")
+    assert main(["ingest", str(data_dir / "events.parquet"), "--labels", str(data_dir / "labels.parquet"), "--db", db]) == 0
+    first = capsys.readouterr().out
+    assert "accepted" in first
+    assert main(["ingest", str(data_dir / "events.parquet"), "--db", db]) == 0
+    assert "already ingested" in capsys.readouterr().out
+
+    assert main(["train", "--db", db, *TINY]) == 0
+    assert "current" in capsys.readouterr().out
+    # every user is labelled, so the budget finds no unlabelled user: no case, and it says so
+    assert main(["score", "--db", db, "--budget", "5"]) == 0
+    assert "opened 0 cases" in capsys.readouterr().out
+
+    user = pd.read_parquet(data_dir / "labels.parquet").query("label == 1")["user_id"].iloc[0]
+    assert main(["explain", user, "--json", "--db", db]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"user_id", "model_version", "score", "delta", "events", "reasons", "what_if", "neighbours"}
+    assert doc["user_id"] == user and 0 <= doc["score"] <= 1
+    assert set(doc["events"][0]) == {"ts", "event_type", "attribution", "surprise", "attention", "fields"}
+    assert doc["reasons"] and doc["neighbours"]
+
+    out = tmp_path / "labels.csv"
+    assert main(["export-labels", "--out", str(out), "--db", db]) == 0
+    assert len(pd.read_csv(out)) == 80
+
+
+def test_garbage_file_is_one_line_error_and_changes_nothing(tmp_path, capsys):
+    db = str(tmp_path / "s.duckdb")
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(bytes(range(256)) * 20)
+    assert main(["ingest", str(junk), "--db", db]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sleuth: error:") and "junk.csv" in err and len(err.splitlines()) == 1
+    from analyst.store import Store
+
+    with Store(db) as store:
+        assert store.counts()["events"] == 0
+
+
+def test_bad_mapping_and_missing_user_are_clear(data_dir, tmp_path, capsys):
+    db = str(tmp_path / "s.duckdb")
+    assert main(["ingest", str(data_dir / "events.parquet"), "--map", "nonsense", "--db", db]) == 2
+    assert "--map" in capsys.readouterr().err
+    assert main(["ingest", str(data_dir / "events.parquet"), "--db", db]) == 0
+    assert main(["train", "--db", db, *TINY]) == 0
+    capsys.readouterr()
+    assert main(["explain", "nobody", "--db", db]) == 2
+    assert "nobody" in capsys.readouterr().err
+
+
+def test_evaluate_writes_the_contract_json(data_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--events", str(data_dir / "events.parquet"), "--labels",
+                 str(data_dir / "labels.parquet"), "--split", "random", "--json", str(out), *TINY]) == 0
+    result = json.loads(out.read_text())
+    keys = {"auprc", "auroc", "f1", "precision", "recall", "threshold", "precision_at_k", "k"}
+    assert {"n_train", "n_test", "positives_test", "model", "baselines"} <= set(result)
+    assert set(result["model"]) >= keys
+    assert set(result["baselines"]) == {"isolation_forest", "gradient_boosting"}
+    assert result["n_train"] + result["n_test"] == 80

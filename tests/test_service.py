@@ -1,0 +1,161 @@
+"""The use cases the app and the CLI share, against a real DuckDB file and a tiny trained model."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from analyst.service import ConflictError, Workbench
+from tests.conftest import tiny_scorer_config
+
+
+@pytest.fixture
+def wb(home_copy):
+    bench = Workbench(home_copy)
+    yield bench
+    bench.close()
+
+
+def test_queue_lists_open_cases_riskiest_first(wb):
+    queue = wb.queue()
+    assert len(queue) == 6
+    assert list(queue["risk"]) == sorted(queue["risk"], reverse=True)
+    assert set(queue["why"]) == {"high_risk"}
+    labelled = set(wb.store.latest_labels()["user_id"])
+    assert not set(queue["user_id"]) & labelled, "cases must go to users nobody has labelled yet"
+    assert queue["top_reason"].str.len().gt(0).all(), "every case carries its top reason"
+
+
+def test_queue_filters(wb):
+    queue = wb.queue()
+    cut = float(queue["risk"].median())
+    high = wb.queue(min_risk=cut)
+    assert len(high) < len(queue) and (high["risk"] >= cut).all()
+    assert wb.queue(event_types=["no_such_event_type"]).empty
+    with pytest.raises(ValueError, match="sort"):
+        wb.queue(sort="colour")
+
+
+def test_case_view_carries_timeline_explanation_and_header(wb):
+    user = wb.queue().iloc[0]["user_id"]
+    view = wb.case(user)
+    assert view.model_version == wb.current_version()
+    for column in ("risk", "surprise", "attribution"):
+        assert column in view.timeline.columns and view.timeline[column].notna().all()
+    assert 0.0 <= view.risk <= 1.0
+    assert view.timeline["risk"].iloc[-1] == pytest.approx(view.risk, abs=1e-4)
+    assert view.header["events"] >= len(view.timeline)
+    assert view.explanation.reasons, "plain-word reasons are part of the case"
+    assert view.ground_truth is not None and view.ground_truth["label"] in (0, 1)
+
+
+def test_explanation_is_frozen_with_its_model_version(wb):
+    user = wb.queue().iloc[0]["user_id"]
+    version = wb.current_version()
+    stored = wb.store.get_explanation(user, version)
+    assert stored is not None, "cases opened by `score` get their explanation at alert time"
+    again = wb.explanation(user)
+    assert again.to_dict() == stored
+
+
+def test_decide_writes_label_audit_and_closes_case(wb):
+    row = wb.queue().iloc[0]
+    before = len(wb.store.label_history())
+    decision = wb.decide(row["user_id"], "fraud", analyst="ana", reason_code="payment_fraud",
+                         quality="useful", note="card testing burst", case_id=int(row["case_id"]),
+                         expected_version=int(row["version"]))
+    history = wb.store.label_history()
+    assert len(history) == before + 1
+    latest = wb.store.latest_labels().set_index("user_id").loc[row["user_id"]]
+    assert int(latest["label"]) == 1 and latest["analyst"] == "ana" and latest["source"] == "analyst"
+    assert wb.store.case(int(row["case_id"]))["status"] == "decided"
+    audit = wb.audit(row["user_id"])
+    assert (audit["action"] == "decide").any() and (audit["actor"] == "ana").any()
+    assert decision.next_case_id is not None and decision.next_case_id != int(row["case_id"])
+    assert row["user_id"] not in set(wb.queue()["user_id"])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(note="  "), "note"),
+    (dict(decision="maybe"), "decision"),
+    (dict(reason_code="vibes"), "reason_code"),
+    (dict(analyst=""), "analyst"),
+])
+def test_bad_decisions_are_refused_and_write_nothing(wb, kwargs, match):
+    row = wb.queue().iloc[0]
+    args = dict(decision="legit", analyst="ana", reason_code="legitimate_behaviour", quality="useful",
+                note="looks fine", case_id=int(row["case_id"]))
+    args.update(kwargs)
+    before = (len(wb.store.label_history()), len(wb.audit()))
+    with pytest.raises(ValueError, match=match):
+        wb.decide(row["user_id"], **args)
+    assert (len(wb.store.label_history()), len(wb.audit())) == before
+
+
+def test_two_analysts_on_one_case_one_wins_other_is_told(wb):
+    row = wb.queue().iloc[0]
+    results: dict[str, object] = {}
+
+    def decide(analyst: str, decision: str) -> None:
+        try:
+            results[analyst] = wb.decide(row["user_id"], decision, analyst=analyst,
+                                         reason_code="other", quality="useful", note=f"{analyst} says",
+                                         case_id=int(row["case_id"]), expected_version=int(row["version"]))
+        except ConflictError as exc:
+            results[analyst] = exc
+
+    threads = [threading.Thread(target=decide, args=(a, d)) for a, d in (("ana", "fraud"), ("bob", "legit"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    outcomes = sorted(type(r).__name__ for r in results.values())
+    assert outcomes == ["ConflictError", "Decision"]
+    user_labels = wb.store.label_history(row["user_id"])
+    assert len(user_labels[user_labels["source"] == "analyst"]) == 1, "exactly one decision landed"
+
+
+def test_export_labels_csv_and_parquet(wb, tmp_path):
+    csv = wb.export_labels(tmp_path / "labels.csv")
+    parquet = wb.export_labels(tmp_path / "labels.parquet")
+    n = len(wb.label_history())
+    assert len(pd.read_csv(csv)) == n == len(pd.read_parquet(parquet))
+    with pytest.raises(ValueError, match="format"):
+        wb.export_labels(tmp_path / "labels.xlsx")
+
+
+def test_what_if_removing_events_changes_risk(wb):
+    user = wb.queue().iloc[0]["user_id"]
+    view = wb.case(user)
+    top = view.timeline["attribution"].abs().nlargest(5).index.tolist()
+    assert wb.what_if(user, []) == pytest.approx(view.risk, abs=1e-4)
+    assert wb.what_if(user, top) != pytest.approx(view.risk, abs=1e-6)
+    with pytest.raises(ValueError, match="out of range"):
+        wb.what_if(user, [10_000])
+
+
+def test_neighbours_are_labelled_users(wb):
+    user = wb.queue().iloc[0]["user_id"]
+    neighbours = wb.neighbours(user, k=3)
+    labelled = set(wb.store.latest_labels()["user_id"])
+    assert len(neighbours) == 3 and set(neighbours["user_id"]) <= labelled
+    assert list(neighbours["similarity"]) == sorted(neighbours["similarity"], reverse=True)
+
+
+def test_background_retrain_makes_a_candidate_then_promote_and_rollback(wb):
+    first = wb.current_version()
+    job = wb.start_retrain("ana", config=tiny_scorer_config(seed=1))
+    deadline = time.monotonic() + 180
+    while not job.done and time.monotonic() < deadline:
+        wb.queue()  # the workbench stays usable while training runs
+        time.sleep(0.2)
+    assert job.done and job.error is None, job.error
+    new = job.result["version"]
+    assert wb.current_version() == first, "a retrained version waits for an explicit promote"
+    wb.promote(new, "ana")
+    assert wb.current_version() == new
+    assert wb.rollback("ana") == first and wb.current_version() == first
+    actions = set(wb.audit()["action"])
+    assert {"train", "promote", "rollback"} <= actions
