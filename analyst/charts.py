@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 # diverging scale: blue (towards legit) -> light grey (no effect) -> red (towards fraud)
 ATTRIBUTION_SCALE: list[list] = [
@@ -64,23 +63,30 @@ def _fmt(value: object) -> str | None:
     return text if text else None
 
 
-def _hover_text(row: Mapping[str, object], idx: int, attribution: str, risk: str) -> str:
-    lines = [f"<b>#{idx} {row['event_type']}</b>", pd.Timestamp(row["ts"]).strftime("%Y-%m-%d %H:%M:%S")]
-    amount = row.get("amount")
-    if _fmt(amount) is not None:
-        currency = _fmt(row.get("currency")) or ""
-        lines.append(f"amount {float(amount):,.2f} {currency}".rstrip())
+def _hover_texts(frame: pd.DataFrame, attribution: str, risk: str) -> list[str]:
+    """One hover text per event: type, time, amount and the identifying fields, then the model's view."""
+    n = len(frame)
+    when = pd.to_datetime(frame["ts"]).dt.strftime("%Y-%m-%d %H:%M:%S").tolist()
+    types = frame["event_type"].astype(str).tolist()
+    lines: list[list[str]] = [[f"<b>#{i} {types[i]}</b>", when[i]] for i in range(n)]
+    if "amount" in frame.columns:
+        currency = frame["currency"].tolist() if "currency" in frame.columns else [None] * n
+        for i, amount in enumerate(frame["amount"].tolist()):
+            if _fmt(amount) is not None:
+                lines[i].append(f"amount {float(amount):,.2f} {_fmt(currency[i]) or ''}".rstrip())
     for col, label in _HOVER_FIELDS:
-        text = _fmt(row.get(col))
-        if text is not None:
-            lines.append(f"{label}: {text[:40]}")
-    if _fmt(row.get(attribution)) is not None:
-        lines.append(f"attribution: {float(row[attribution]):+.3f}")
-    if _fmt(row.get("surprise")) is not None:
-        lines.append(f"surprise: {float(row['surprise']):.2f} nats")
-    if _fmt(row.get(risk)) is not None:
-        lines.append(f"risk after this event: {float(row[risk]):.1%}")
-    return "<br>".join(lines)
+        if col in frame.columns:
+            for i, value in enumerate(frame[col].tolist()):
+                text = _fmt(value)
+                if text is not None:
+                    lines[i].append(f"{label}: {text[:40]}")
+    for col, fmt in ((attribution, "attribution: {:+.3f}"), ("surprise", "surprise: {:.2f} nats"),
+                     (risk, "risk after this event: {:.1%}")):
+        if col in frame.columns:
+            for i, value in enumerate(frame[col].tolist()):
+                if _fmt(value) is not None:
+                    lines[i].append(fmt.format(float(value)))
+    return ["<br>".join(parts) for parts in lines]
 
 
 def timeline_figure(
@@ -110,49 +116,55 @@ def timeline_figure(
     bound = float(np.max(np.abs(attr))) if len(attr) and np.any(attr) else 1.0
     # marker size grows with |attribution| so the events that matter stand out even in grey
     size = 8 + 14 * (np.abs(attr) / bound) if has_attr else np.full(len(frame), 9.0)
-    hover = [_hover_text(row, i, attribution, risk) for i, row in enumerate(frame.to_dict("records"))]
-    chosen = set(int(i) for i in selected)
-    line_width = [2.5 if i in chosen else 0.6 for i in range(len(frame))]
-    line_colour = ["#f59e0b" if i in chosen else "#374151" for i in range(len(frame))]
-
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(
-        go.Scatter(
-            x=ts, y=types, mode="markers", name="events",
-            customdata=np.arange(len(frame)),
-            text=hover, hovertemplate="%{text}<extra></extra>",
-            marker=dict(
-                size=size, color=attr, colorscale=ATTRIBUTION_SCALE, cmin=-bound, cmax=bound,
-                showscale=has_attr, line=dict(width=line_width, color=line_colour),
-                colorbar=dict(title=dict(text="attribution<br>(red = towards fraud)", side="right"),
-                              x=1.08, len=0.8, thickness=12),
-            ),
+    chosen = np.isin(np.arange(len(frame)), np.asarray(list(selected), dtype=int))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=ts, y=types, mode="markers", name="events", yaxis="y",
+        customdata=np.arange(len(frame)),
+        text=_hover_texts(frame, attribution, risk), hovertemplate="%{text}<extra></extra>",
+        marker=dict(
+            size=size, color=attr, colorscale=ATTRIBUTION_SCALE, cmin=-bound, cmax=bound,
+            showscale=has_attr,
+            line=dict(width=np.where(chosen, 2.5, 0.6), color=np.where(chosen, "#f59e0b", "#374151")),
+            colorbar=dict(title=dict(text="attribution<br>(red = towards fraud)", side="right"),
+                          x=1.08, len=0.8, thickness=12),
         ),
-        secondary_y=False,
-    )
+    ))
     if risk in frame.columns and bool(frame[risk].notna().any()):
-        fig.add_trace(
-            go.Scatter(
-                x=ts, y=frame[risk].astype(float), mode="lines", name="risk",
-                line=dict(color=RISK_COLOUR, width=1.3, shape="hv"), opacity=0.8,
-                fill="tozeroy", fillcolor="rgba(17,24,39,0.05)",
-                hovertemplate="risk %{y:.1%}<br>%{x|%Y-%m-%d %H:%M}<extra></extra>",
-            ),
-            secondary_y=True,
-        )
+        fig.add_trace(go.Scatter(
+            x=ts, y=frame[risk].astype(float), mode="lines", name="risk", yaxis="y2",
+            line=dict(color=RISK_COLOUR, width=1.3, shape="hv"), opacity=0.8,
+            fill="tozeroy", fillcolor="rgba(17,24,39,0.05)",
+            hovertemplate="risk %{y:.1%}<br>%{x|%Y-%m-%d %H:%M}<extra></extra>",
+        ))
     order = _type_order(types)
-    fig.update_yaxes(title_text=None, categoryorder="array", categoryarray=order[::-1],
-                     secondary_y=False, showgrid=True, gridcolor="#f1f5f9")
-    fig.update_yaxes(title_text="risk", range=[0, 1.02], tickformat=".0%", secondary_y=True,
-                     showgrid=False, tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1.0])
-    fig.update_xaxes(title_text=None, showgrid=True, gridcolor="#f1f5f9",
-                     rangeslider=dict(visible=len(frame) > 60, thickness=0.06))
     fig.update_layout(
-        height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
+        height=height, margin=dict(l=10, r=10, t=56, b=10), plot_bgcolor="white",
         hovermode="closest", showlegend=False, dragmode="zoom",
-        title=dict(text="Timeline: events by type, coloured by attribution; line = risk", font=dict(size=13)),
+        title=dict(text="Timeline: events by type, coloured by attribution; line = risk", font=dict(size=13),
+                   y=0.985, yanchor="top"),
+        xaxis=dict(showgrid=True, gridcolor="#f1f5f9", domain=[0, 0.94],
+                   rangeselector=dict(buttons=[
+                       dict(count=1, label="last day", step="day", stepmode="backward"),
+                       dict(count=7, label="last week", step="day", stepmode="backward"),
+                       dict(step="all", label="all"),
+                   ], x=0, y=1.0, yanchor="bottom", font=dict(size=11), bgcolor="#f3f4f6")),
+        yaxis=dict(categoryorder="array", categoryarray=order[::-1], showgrid=True, gridcolor="#f1f5f9",
+                   automargin=True),
+        yaxis2=dict(title=dict(text="risk"), overlaying="y", side="right", anchor="x", range=[0, 1.02],
+                    tickformat=".0%", showgrid=False, tickmode="array", tickvals=[0, 0.25, 0.5, 0.75, 1.0]),
         meta={"chart": "timeline", "n_events": int(len(frame))},
     )
+    return fig
+
+
+def loading_figure(height: int = 440, text: str = "Loading the timeline...") -> go.Figure:
+    """An empty chart the size of the timeline, shown while a case loads (Plotly starts early)."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=14, color="#6b7280"))
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), plot_bgcolor="white",
+                      xaxis=dict(visible=False), yaxis=dict(visible=False), meta={"chart": "loading"})
     return fig
 
 

@@ -29,17 +29,31 @@ def _esc(value: Any) -> str:
 
 
 def _fmt_value(value: Any) -> str:
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+        return f"{value:,.2f}"
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value)
     return str(value)
 
 
+def _readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps to the minute/second, 0/1 labels as words: tables for people, not for parsers."""
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].dt.strftime("%Y-%m-%d %H:%M:%S")
+    if "label" in out.columns:
+        out["label"] = out["label"].map({1: "fraud", 0: "legit"}).fillna(out["label"].astype(str))
+    return out
+
+
 def _table(frame: pd.DataFrame | None, empty: str) -> str:
     if frame is None or len(frame) == 0:
         return f'<p class="empty">{_esc(empty)}</p>'
-    return frame.to_html(index=False, escape=True, border=0, na_rep="", float_format=lambda v: f"{v:.3f}")
+    return _readable(frame).to_html(index=False, escape=True, border=0, na_rep="",
+                                    float_format=lambda v: f"{v:.3f}")
 
 
 def top_events(timeline: pd.DataFrame, k: int = 10, attribution: str = "attribution") -> pd.DataFrame:
@@ -81,8 +95,9 @@ def case_report_html(view: Any, *, masked: bool = False, analyst: str | None = N
              ("Model version", _esc(view.model_version or "none"))]
     case = getattr(view, "case", None) or {}
     for key in ("status", "assignee", "why"):
-        if case.get(key):
-            cards.append((key.capitalize(), _esc(case[key])))
+        value = case.get(key)
+        if isinstance(value, str) and value:
+            cards.append((key.capitalize(), _esc(value.replace("_", " "))))
     for key, value in (view.header or {}).items():
         cards.append((_esc(str(key).replace("_", " ").capitalize()), _esc(_fmt_value(value))))
     parts.append("<div class='grid'>" + "".join(

@@ -9,8 +9,8 @@ well it learned), then drives Debian Chromium (Playwright) and times, from `page
 - case_fresh: the same for users never explained before (the page computes the explanation);
 - queue: the landing page until its title and case table are drawn.
 
-Every sample is a new browser context (a new Streamlit session); the server is warmed by one
-case load first (model loading happens once per process). The pristine store is built once in
+Every sample is a new tab (a new Streamlit session) of one browser context (one analyst's browser,
+HTTP cache kept); the server is warmed by one case load first (the model loads once per process). The pristine store is built once in
 bench/.cache/ (git-ignored) and copied for each run, so "fresh" users are fresh every time.
 Progress goes to stderr; one JSON line last on stdout:
 {"case_stored_p95_s", "case_fresh_p95_s", "queue_p95_s", ...p50s, counts, machine}.
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -99,7 +100,8 @@ def serve(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
              "--server.address", "127.0.0.1", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+             "--client.toolbarMode", "viewer"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -118,10 +120,9 @@ def serve(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
         time.sleep(0.2)
 
 
-def time_case(browser, url: str, user: str, n_events: int) -> float:
+def time_case(context, url: str, user: str, n_events: int) -> float:
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     try:
         t0 = time.perf_counter()
@@ -132,13 +133,12 @@ def time_case(browser, url: str, user: str, n_events: int) -> float:
         expect(points.first).to_be_visible()
         return time.perf_counter() - t0
     finally:
-        context.close()
+        page.close()
 
 
-def time_queue(browser, url: str) -> float:
+def time_queue(context, url: str) -> float:
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     try:
         t0 = time.perf_counter()
@@ -147,7 +147,7 @@ def time_queue(browser, url: str) -> float:
         expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=120_000)
         return time.perf_counter() - t0
     finally:
-        context.close()
+        page.close()
 
 
 def summary(samples: list[float]) -> dict:
@@ -157,6 +157,7 @@ def summary(samples: list[float]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the server
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="samples per measure")
     parser.add_argument("--users", type=int, default=600)
@@ -183,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                # one context = one analyst's browser (HTTP cache kept); each page = a new tab/session
+                context = browser.new_context(viewport={"width": 1280, "height": 1000})
                 warm_user = meta["fresh"][-1]
                 log("warming the server (first case load reads the model)")
-                warm = time_case(browser, url, warm_user, WINDOW)
+                warm = time_case(context, url, warm_user, WINDOW)
                 stored, fresh, queue = [], [], []
                 for i in range(args.runs):
-                    stored.append(time_case(browser, url, meta["stored"][i % len(meta["stored"])], WINDOW))
-                    fresh.append(time_case(browser, url, meta["fresh"][i], WINDOW))
-                    queue.append(time_queue(browser, url))
+                    stored.append(time_case(context, url, meta["stored"][i % len(meta["stored"])], WINDOW))
+                    fresh.append(time_case(context, url, meta["fresh"][i], WINDOW))
+                    queue.append(time_queue(context, url))
                     log(f"run {i + 1}/{args.runs}: stored {stored[-1]:.2f}s fresh {fresh[-1]:.2f}s "
                         f"queue {queue[-1]:.2f}s")
                 browser.close()

@@ -8,7 +8,7 @@ train part, scores the test part and returns
 
 with `M` from `models.metrics.classification_metrics`. Extras (never replacing contract keys):
 `positives_train`, `split`, `cutoff`, `n_labels_dropped`, `n_labels_unused`, `threshold_rule`,
-`fitted`, `recall_by_pattern` (when labels carry `pattern`), `seconds`.
+`fitted`, `seconds`, and `recall_by_pattern` + `recall_rule` when the labels carry `pattern`.
 
 Labels. `label` 1/0 (or fraud/legit); `as_of` defaults to the user's last event; rows naming a
 user with no event at or before `as_of` cannot be scored and are dropped (counted). When the
@@ -39,7 +39,7 @@ Leakage rules.
 
 Threshold (for f1 / precision / recall) is never chosen with test labels: each method flags as
 many test rows as the train part's positive rate predicts (`prevalence_threshold`); when the
-train part has no positives and negatives (rate unknown) the threshold and its metrics are null.
+train part does not hold both classes (rate unknown) the threshold and its metrics are null.
 `precision_at_k` uses `config.k`, default the number of test positives (R-precision).
 """
 from __future__ import annotations

@@ -3,25 +3,32 @@
 `explain(scorer, timeline, at)` explains the risk of one user as of event `at` (default the last):
 
 - attribution: Captum `LayerIntegratedGradients` over the encoder's field embeddings (one layer
-  per field), attributing the *pre-Platt* risk logit at `at`. Baseline = the same timeline with its
-  content masked and its time kept: every content field id is replaced by its PAD/mask id while
-  time-gap / hour / weekday (and positions) stay, so the attribution says what the events *were*,
-  not when they happened. Gauss-Legendre steps, batched; the convergence delta
-  (sum of attributions - (f(x) - f(baseline))) is reported and the steps are doubled while
-  |delta| > `tolerance` * |f(x) - f(baseline)|.
+  per content field: event type, category, status, currency, amount, novelty flags, query),
+  attributing the *pre-Platt* risk logit at `at`. Baseline = the same window with its content
+  masked and its time kept: every content id PAD (zero embedding), amount value 0, no query,
+  while time gap / hour / weekday and positions stay, so the attribution says what the events
+  *were*, not when they happened. Along the IG path only the content embeddings move: which
+  events happened (the surprise targets, the real-event mask) is always the real window, so the
+  baseline means "the model sees when things happened but not what". Gauss-Legendre steps in
+  one batch; the convergence delta, sum(attributions) - (f(x) - f(baseline)), is reported and
+  the steps are doubled while |delta| > `tolerance` * |f(x) - f(baseline)|.
 - per-field attribution (field -> (T,)), summing to the per-event attribution.
 - attention: rollout (Abnar & Zuidema 2020: heads averaged, identity added, rows renormalised,
   layers multiplied) and the last layer's per-head attention from the scored event, from an
   eager-attention forward pass. This is *attention, not explanation*: shown for inspection only.
-- surprise (nats per event) and the risk as of every event, from `scorer.score_history`.
-- what-if: the calibrated risk at `at` with each of the `top_k` most attributed events removed
-  (one batch), and with all of them removed.
+- surprise (nats per event) and the risk as of every event (the same numbers as
+  `scorer.score_history`; taken from the explanation's own forward pass when one window scores
+  every event).
+- what-if: the calibrated risk at `at` with each of the `top_k` most (positively) attributed
+  events removed, and with all of them removed; re-tokenized (gaps and "first time" flags of the
+  remaining events change as they would in the data), one batch.
 - reasons: 2-5 plain sentences from the data (models/reasons.py).
 
 Thread safety: Captum registers forward hooks on the modules it explains, and any other thread
 running the same modules at that moment would be hooked too. So each call explains a *private
-copy* of the model (`copy.deepcopy`, a few ms for the demo size) and never touches the scorer's
-own modules; hooks are removed in `finally` (by Captum) and the copy is dropped afterwards.
+copy* of the encoder (`copy.deepcopy`, a few ms at the demo size; bench/explain.py reports it)
+inside a shallow copy of the scorer, and never hooks the scorer's own modules; Captum removes its
+hooks in `finally`, and so do we. Concurrent calls run in parallel and give the serial results.
 
 `nearest_cases(query, ref, ...)`: the k labelled users closest in sequence embedding (cosine).
 """
@@ -42,7 +49,6 @@ from captum.attr import LayerIntegratedGradients
 from sklearn.exceptions import NotFittedError
 
 from models.reasons import top_reasons
-from models.scorer import RiskStack
 from models.train import collate, context_start
 
 # Captum warns whenever several layers are given; ours are independent field embeddings (summed).
@@ -194,12 +200,15 @@ TIME_FIELDS: tuple[str, ...] = ("gap", "hour", "weekday")
 
 def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_id: str | None = None,
             model_version: str | None = None, n_steps: int = 24, top_k: int = 5,
-            tolerance: float = 0.02, max_steps: int = 128) -> Explanation:
+            tolerance: float = 0.02, max_steps: int = 128, mask_time: bool = False) -> Explanation:
     """Explain `scorer`'s risk for one user's `timeline` (sorted by ts) as of event `at` (default last).
 
     n_steps: Gauss-Legendre IG steps to start with (16-32 recommended); doubled up to `max_steps`
     while |delta| > tolerance * |logit - baseline_logit|. top_k: events whose removal is tried
-    (what-if). See the module docstring for what each field means. Thread-safe (private model copy).
+    (what-if). mask_time: also mask the time fields in the baseline (then gap / hour / weekday get
+    attribution too: timing-driven patterns such as machine-regular bots show up; not the default,
+    which follows DESIGN.md "content masked, time kept"). See the module docstring for what each
+    field means. Thread-safe (private model copy).
     """
     t_start = time.perf_counter()
     tl = _check_timeline(timeline)
@@ -211,21 +220,22 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
         raise ValueError(f"top_k={top_k}: must be >= 0")
     user_id = str(tl["user_id"].iloc[0]) if user_id is None else str(user_id)
 
-    model = _private_model(scorer)
+    private = _private_scorer(scorer)                          # its own model copy: hooks go there
+    model = private.model_
     inputs = scorer.encode(tl.iloc[: at + 1])                  # window scoring `at`, batch of 1
     T_win = int(inputs["event_type"].shape[1])
     start = at + 1 - T_win                                     # timeline index of window position 0
 
     # ---- attribution: LayerIntegratedGradients over the content field embeddings
-    ig = _integrated_gradients(scorer, model, inputs, n_steps, tolerance, max_steps)
+    ig = _integrated_gradients(private, inputs, n_steps, tolerance, max_steps,
+                               kept=() if mask_time else TIME_FIELDS)
     field_attr = {name: _place(a, start, n) for name, a in ig.field_attribution.items()}
     event_attr = np.sum(list(field_attr.values()), axis=0) if field_attr else np.zeros(n)
 
-    # ---- one eager forward: attention (rollout + last layer), risk and surprise in the window
+    # ---- eager forward: attention (rollout + last layer) and surprise in the window
     with torch.inference_mode():
         out = model(inputs, output_attentions=True)
         surprise_win = torch.stack(list(model.field_surprise(inputs, out).values())).sum(0)  # (1, T_win)
-        logits_win = _stack(scorer, out, surprise_win, inputs)                                # (1, T_win)
     rollout = attention_rollout([a[0] for a in out.attentions])[T_win - 1]      # (T_win,)
     last = out.attentions[-1][0, :, T_win - 1, :].float().cpu().numpy()          # (H, T_win)
     attention_last = np.zeros((last.shape[0], n))
@@ -236,7 +246,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
     # scorer's score_history (each event in its own context window).
     if start == 0 and at == n - 1 and int(context_start(np.array([at]), scorer.config.max_events)[0]) == 0:
         surprise = surprise_win[0].double().cpu().numpy()
-        risk_history = np.asarray(scorer.calibrate(logits_win[0].double().cpu().numpy()), dtype=np.float64)
+        risk_history = np.asarray(scorer.calibrate(ig.window_logits), dtype=np.float64)
     else:
         history = scorer.score_history(tl)
         surprise = history["surprise"].to_numpy(dtype=np.float64)
@@ -248,10 +258,10 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
            if event_attr[i] > 0]
     variants = [(i,) for i in top] + ([tuple(sorted(top))] if len(top) > 1 else [])
     variants = [v for v in variants if len(v) < at + 1]      # something must remain
-    risks = _what_if_batch(scorer, model, tl, at, variants)
+    risks = _what_if_batch(private, tl, at, variants)
     what_ifs = tuple(WhatIf(v, r) for v, r in zip(variants, risks))
 
-    reasons = top_reasons(tl, event_attr, at)
+    reasons = top_reasons(tl, event_attr, at, risk=risk)
     return Explanation(
         user_id=user_id, model_version=model_version, at=at, risk=risk, logit=ig.logit,
         baseline_logit=ig.baseline_logit, delta=ig.delta, n_steps=ig.n_steps,
@@ -276,7 +286,7 @@ def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int 
     if bad:
         raise ValueError(f"event indexes {bad} out of range 0..{n - 1}")
     # inference only, no hooks: the scorer's own model is safe to share between threads here
-    return _what_if_batch(scorer, _fitted(scorer).model_, tl, at, [removed])[0]
+    return _what_if_batch(_fitted(scorer), tl, at, [removed])[0]
 
 
 @dataclass(frozen=True)
@@ -286,42 +296,42 @@ class _IGResult:
     baseline_logit: float
     delta: float
     n_steps: int
+    window_logits: np.ndarray                  # (T_win,) f at every window position
 
 
-def _integrated_gradients(scorer: Any, model: torch.nn.Module, inputs: dict[str, torch.Tensor],
-                          n_steps: int, tolerance: float, max_steps: int) -> _IGResult:
+
+def _integrated_gradients(private: Any, inputs: dict[str, torch.Tensor], n_steps: int,
+                          tolerance: float, max_steps: int,
+                          kept: Sequence[str] = TIME_FIELDS) -> _IGResult:
     """LIG of the final logit at the window's last position, over the content field embeddings.
 
-    The forward function embeds `embed_inputs` but reads the events' identities (surprise targets,
-    the real-event mask) from the original inputs, so the baseline differs from the input only in
-    the content embeddings: IG's completeness then holds against f(baseline) computed the same way.
+    `private`: a scorer whose model only this call uses. Baseline: every content id PAD, amount
+    value 0, no query (the content embeddings of the baseline); time fields (gap, hour, weekday)
+    and positions unchanged. Captum runs the model on the *original* window with the content
+    embedding outputs replaced along the path, so the events' identities (the surprise targets and
+    the real-event mask) always come from the real window: the baseline is "the model sees when
+    things happened but not what", judged by how surprising the actual events are under that view.
+    f(baseline) is computed the same way (`_baseline_logit`), so completeness
+    (sum of attributions = f(x) - f(baseline)) holds up to the integration error `delta`.
     """
+    model = private.model_
     keys = list(inputs)
-    content = [f for f in model.embed.fields if f not in TIME_FIELDS]
-    content_keys = [k for k in keys if k not in TIME_FIELDS]    # ids + amount_value + query
-    original = tuple(inputs[k] for k in keys)
-    baseline = tuple(torch.zeros_like(inputs[k]) for k in content_keys)  # PAD ids, zero amount
+    content = [f for f in model.embed.fields if f not in kept]
+    modules = [model.embed.fields[f] for f in content]
+    x = tuple(inputs[k] for k in keys)
+    baseline = tuple(v if k in kept else torch.zeros_like(v) for k, v in zip(keys, x))
     T = int(inputs["event_type"].shape[1])
 
     def forward(*tensors: torch.Tensor) -> torch.Tensor:
-        embed_part = dict(zip(content_keys, tensors[: len(content_keys)]))
-        targets = dict(zip(keys, tensors[len(content_keys):]))
-        embed_inputs = {**targets, **embed_part}
-        return _risk_logits(scorer, model, embed_inputs, targets)[:, T - 1]   # (B,)
+        return private.risk_logits(dict(zip(keys, tensors)))[:, T - 1]   # (B,)
 
-    content_inputs = tuple(inputs[k] for k in content_keys)
-    with torch.no_grad():  # f(x) and f(baseline) in one batch of 2
-        pair = forward(*(torch.cat([x, b]) for x, b in zip(content_inputs, baseline)),
-                       *(torch.cat([o, o]) for o in original))
-        fx, fb = float(pair[0]), float(pair[1])
-    layers = [model.embed.fields[f] for f in content]
-    lig = LayerIntegratedGradients(forward, layers)
+    logits_x, fb = _baseline_logit(private, inputs, dict(zip(keys, baseline)), modules, T - 1)
+    fx = float(logits_x[T - 1])
+    lig = LayerIntegratedGradients(forward, modules)
     steps = n_steps
     while True:
-        attributions = lig.attribute(
-            content_inputs, baselines=baseline, additional_forward_args=original,
-            n_steps=steps, method="gausslegendre", internal_batch_size=steps,
-        )
+        attributions = lig.attribute(x, baselines=baseline, n_steps=steps, method="gausslegendre",
+                                     internal_batch_size=steps)
         per_field = {f: a[0].detach().double().sum(-1).cpu().numpy()   # (T,) summed over D
                      for f, a in zip(content, attributions)}
         total = float(sum(a.sum() for a in per_field.values()))
@@ -329,29 +339,39 @@ def _integrated_gradients(scorer: Any, model: torch.nn.Module, inputs: dict[str,
         if abs(delta) <= max(tolerance * abs(fx - fb), 1e-4) or steps * 2 > max_steps:
             break
         steps *= 2
-    return _IGResult(per_field, fx, fb, delta, steps)
+    return _IGResult(per_field, fx, fb, delta, steps, logits_x)
 
 
-def _risk_logits(scorer: Any, model: torch.nn.Module, embed_inputs: dict[str, torch.Tensor],
-                 targets: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Scorer.risk_logits on `model`, embedding `embed_inputs`, identities from `targets`: (B, T).
+def _baseline_logit(private: Any, inputs: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor],
+                    modules: Sequence[torch.nn.Module], t: int) -> tuple[np.ndarray, float]:
+    """(f(x) at every position (T,), f(baseline) at position t): the baseline's content embedding
+    outputs (captured from a forward of the baseline ids) swapped into a forward of the real
+    window, as IG's path does."""
+    captured: dict[int, torch.Tensor] = {}
 
-    With embed_inputs == targets this is exactly `Scorer.risk_logits` (a test keeps it so); the
-    split lets the IG baseline mask what the model *sees* while the surprise is still measured on
-    the events that happened. Right-padded inputs only (no attention mask).
-    """
-    out = model(embed_inputs)
-    surprise = torch.stack(list(model.field_surprise(targets, out).values())).sum(0)  # (B, T) nats
-    return _stack(scorer, out, surprise, targets)
+    def capture(i: int):
+        return lambda module, args, output: captured.__setitem__(i, output[1:2])
+
+    def replace(i: int):
+        return lambda module, args, output: captured[i]
+
+    with torch.no_grad():
+        hooks = [m.register_forward_hook(capture(i)) for i, m in enumerate(modules)]
+        try:  # one batch: [x, baseline]; row 0 is f(x), row 1's activations are the baseline's
+            fx = private.risk_logits({k: torch.cat([inputs[k], baseline[k]]) for k in inputs})[0]
+        finally:
+            for h in hooks:
+                h.remove()
+        hooks = [m.register_forward_hook(replace(i)) for i, m in enumerate(modules)]
+        try:
+            fb = float(private.risk_logits(inputs)[0, t])
+        finally:
+            for h in hooks:
+                h.remove()
+    return fx.double().cpu().numpy(), fb
 
 
-def _stack(scorer: Any, out: Any, surprise: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The scorer's stacker over [head logit, causal surprise stats]: (B, T) pre-Platt logit."""
-    real = targets["event_type"] != 0                                   # (B, T) real events
-    return scorer.stack_(RiskStack.features(out.risk_logits.float(), surprise, real))
-
-
-def _what_if_batch(scorer: Any, model: torch.nn.Module, tl: pd.DataFrame, at: int,
+def _what_if_batch(scorer: Any, tl: pd.DataFrame, at: int,
                    variants: Sequence[tuple[int, ...]]) -> list[float]:
     """Calibrated risk at `at` for each set of removed events, all variants in one forward pass."""
     if not variants:
@@ -368,7 +388,7 @@ def _what_if_batch(scorer: Any, model: torch.nn.Module, tl: pd.DataFrame, at: in
     starts = tok.offsets[:-1] + context_start(np.asarray(ends), scorer.config.max_events)
     batch = collate(tok, starts, stops, scorer.device_)           # right padded: no mask needed
     with torch.inference_mode():
-        logits = _risk_logits(scorer, model, batch, batch)         # (B, T)
+        logits = scorer.risk_logits(batch)                         # (B, T)
     last = torch.as_tensor(stops - starts - 1, device=logits.device)
     z = logits[torch.arange(len(variants), device=logits.device), last].float().cpu().numpy()
     return [float(r) for r in scorer.calibrate(z)]
@@ -380,12 +400,16 @@ def _fitted(scorer: Any) -> Any:
     return scorer
 
 
-def _private_model(scorer: Any) -> torch.nn.Module:
-    """A copy of the scorer's encoder that only this call uses (Captum hooks it), in eval mode."""
-    model = copy.deepcopy(_fitted(scorer).model_)
+def _private_scorer(scorer: Any) -> Any:
+    """A shallow copy of the scorer with its own deep copy of the encoder (in eval mode, no
+    parameter gradients): Captum hooks that copy only, never a model another thread may be using.
+    Tokenizer, stacker and calibrator stay shared (read only)."""
+    private = copy.copy(_fitted(scorer))
+    model = copy.deepcopy(scorer.model_)
     model.eval()
     model.requires_grad_(False)   # IG needs gradients w.r.t. the hooked layer outputs only
-    return model
+    private.model_ = model
+    return private
 
 
 def _check_timeline(timeline: pd.DataFrame) -> pd.DataFrame:

@@ -72,6 +72,8 @@ def top_reasons(
     burst_gap: pd.Timedelta = pd.Timedelta(minutes=30),
     context_window: pd.Timedelta = pd.Timedelta(hours=24),
     min_share: float = 0.1,
+    risk: float | None = None,
+    low_risk: float = 0.2,
 ) -> tuple[str, ...]:
     """Short plain sentences saying which events drive the risk at event `at` (default the last).
 
@@ -79,7 +81,8 @@ def top_reasons(
     `attribution`: (T,) signed per-event attribution (higher = pushes the risk up); events after
     `at` are ignored. Bursts carrying less than `min_share` of the top burst's attribution are
     dropped unless needed to reach `min_reasons`. Returns `min_reasons`..`max_reasons` sentences
-    (fewer only when the timeline is too short to say more).
+    (fewer only when the timeline is too short to say more). With `risk` below `low_risk` the
+    first sentence says so, so that what follows is not read as grounds for suspicion.
     """
     if not 1 <= min_reasons <= max_reasons:
         raise ValueError(f"need 1 <= min_reasons <= max_reasons, got {min_reasons}, {max_reasons}")
@@ -105,25 +108,36 @@ def top_reasons(
     ranked = [b for b in _bursts(facts, attr * sign, burst_gap) if b.weight > 0]
     strong = [b for b in ranked if b.weight >= min_share * ranked[0].weight] if ranked else []
     weak = [b for b in ranked if b not in strong]
+    # events that push the risk up on their own inside bursts that, summed, do not
+    covered = {i for b in ranked for i in b.members}
+    singles = [Burst(facts.kind[i], (int(i),), float(attr[i] * sign))
+               for i in np.argsort(-attr * sign, kind="stable") if attr[i] * sign > 0 and i not in covered]
+    weak += singles
     context = _context_for(strong[0], strong[1:], facts, context_window) if raising and strong else None
     prefix = "" if raising else "Lowers the risk: "
 
+    lead: list[str] = []
+    if risk is not None and risk < low_risk:
+        low = "raise it only a little" if raising else "lower it"
+        lead.append(f"Low risk ({_percent(risk)}): the events below {low}.")
+    room, need = max_reasons - len(lead), max(min_reasons - len(lead), 1)
     sentences: list[str] = []
     for b in strong + weak:  # the weak ones only to reach min_reasons
-        if len(sentences) >= max_reasons or (b in weak and len(sentences) >= min_reasons):
+        if len(sentences) >= room or (b in weak and len(sentences) >= need):
             break
         if b is context:
             continue
         text = _describe(b, facts)
-        if b is strong[0] and context is not None:
+        if context is not None and b is strong[0]:
             gap = facts.ts.iloc[b.first] - facts.ts.iloc[context.last]
             text += (", after " + _describe(context, facts, lead=False)
                      + f" ({_duration(gap, within=True)} earlier)")
         text = _sentence(prefix + text)
         if text not in sentences:
             sentences.append(text)
-    if len(sentences) < min_reasons:
+    if len(sentences) < need:
         sentences.append(_sentence(facts.account_summary()))
+    sentences = lead + sentences
     return tuple(sentences[:max_reasons])
 
 
@@ -323,6 +337,10 @@ def _join(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _percent(p: float) -> str:
+    return f"{100 * p:.1f}%" if p < 0.1 else f"{100 * p:.0f}%"
 
 
 def _money(x: float) -> str:

@@ -3,19 +3,25 @@
 fit(events, labels):
   1. tokenizer learns the vocabularies; the encoder is pretrained on every timeline to predict the
      next event (self-supervised, no labels needed);
-  2. with labels of both classes (at least 2 of each): the risk head is fine-tuned at each label's
-     `as_of` position, on a stratified part of the labelled users; on the held-out part a stacker
-     (logistic regression over [head logit, surprise stats]) is fitted and then Platt-calibrated
-     on its cross-validated outputs. `predict_proba` is a probability;
-  3. with zero or one-class labels: the surprise alone ranks. The risk logit is the standardised
-     mean surprise so far and `predict_proba` maps it through its empirical CDF over the training
-     users: a rank in [0, 1] (share of training users less surprising), NOT a probability.
+  2. with labels of both classes (at least `min_positives` positive users, default 20, and 2
+     negative ones): the risk head is fine-tuned at each label's `as_of` position, on a
+     stratified part of the labelled users; on the held-out part a stacker (logistic regression
+     over [head logit, surprise stats]) is fitted and then Platt-calibrated on its
+     cross-validated outputs. `predict_proba` is a probability;
+  3. otherwise the surprise alone ranks. The risk logit is the standardised typicality (below).
+     With zero or one-class labels `predict_proba` maps it through its empirical CDF over the
+     training users: a rank in [0, 1] (share of training users more typical), NOT a probability.
+     With a few labels of both classes (fewer positives than min_positives: a head and a stacker
+     fitted on a handful of positives rank worse than the surprise, as measured) the labels
+     Platt-calibrate the typicality logit, so `predict_proba` is a probability again.
 
 Risk "as of" an event uses only events up to it (causal). Surprise of an event = -log p(event |
 earlier events) summed over the predicted fields (nats). Stacker features at event t (all causal,
 within the event's context window, see models.train.context_start):
-  head_logit, surprise_mean (mean over events <= t), surprise_max, surprise_recent (mean of the
-  last 16 events), surprise_last (event t itself).
+  head_logit; typicality: mean over fields of the squared z-score of the user's per-field mean
+  surprise so far against the training users (atypical = surprising in unusual fields, or too
+  predictable, like a bot); surprise_mean (mean over events <= t), surprise_max, surprise_recent
+  (mean of the last 16 events), surprise_last (event t itself).
 The whole chain from field ids to the final (pre-Platt) logit is torch (`risk_logits`), so it can
 be differentiated end to end for explanations.
 
@@ -35,8 +41,10 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy.special import expit
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -65,9 +73,13 @@ from models.train import (
     target_windows,
 )
 
-FEATURES: tuple[str, ...] = ("head_logit", "surprise_mean", "surprise_max", "surprise_recent", "surprise_last")
+FEATURES: tuple[str, ...] = (
+    "head_logit", "typicality", "surprise_mean", "surprise_max", "surprise_recent", "surprise_last",
+)
 RECENT = 16  # events in the surprise_recent window
-ZERO_LABEL_FEATURE = "surprise_mean"
+ZERO_LABEL_FEATURE = "typicality"
+STD_FLOOR = 0.05  # nats: smallest per-field spread the typicality z-scores divide by
+PRIOR_EVENTS = 8.0  # pseudo-events of reference behaviour in each user's per-field mean surprise
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,8 @@ class ScorerConfig:
     """Defaults = the demo model (trains on ~3000 users x ~100 events in under 2 minutes on 2 cores).
 
     label_val_frac: share of labelled users held out for early stopping, the stacker and Platt.
+    min_positives: fewest positive labelled users for fine-tuning the risk head; below it (and
+      with both classes labelled) the surprise ranks and the labels only Platt-calibrate it.
     time_budget_s: optional cap on each training phase (makes results depend on machine speed).
     """
 
@@ -84,8 +98,8 @@ class ScorerConfig:
     max_events: int = 256
     mlp_ratio: int = 2
     dropout: float = 0.1
-    pretrain_epochs: int = 6
-    finetune_epochs: int = 8
+    pretrain_epochs: int = 5
+    finetune_epochs: int = 6
     batch_size: int = 32
     lr: float = 1e-3
     val_frac: float = 0.1
@@ -95,7 +109,8 @@ class ScorerConfig:
     device: str = "auto"
     aux_weight: float = 1.0
     time_budget_s: float | None = None
-    score_batch_size: int = 64
+    score_batch_size: int = 32
+    min_positives: int = 20
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
@@ -122,17 +137,36 @@ class ScorerConfig:
 
 
 class RiskStack(nn.Module):
-    """Final risk logit = a linear map of the causal features (see FEATURES), in torch."""
+    """Final risk logit = a linear map of causal features (FEATURES) of the encoder's output, in torch.
 
-    def __init__(self) -> None:
+    typicality: how far the user's per-field mean surprise so far lies from that of the training
+    users (mean over fields of squared z-scores, `field_mean` / `field_std` are fitted). A fraud
+    run is often not more surprising on the whole but surprising in other fields than usual, or
+    too predictable (bots): both are atypical. The other features use the summed surprise.
+    """
+
+    def __init__(self, fields: list[str]) -> None:
         super().__init__()
+        self.fields = list(fields)
         self.register_buffer("weight", torch.zeros(len(FEATURES)))
         self.register_buffer("bias", torch.zeros(()))
+        self.register_buffer("field_mean", torch.zeros(len(self.fields)))
+        self.register_buffer("field_std", torch.ones(len(self.fields)))
 
-    @staticmethod
-    def features(head_logit: torch.Tensor, surprise: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """(B, T) head logit, total surprise and real-event mask -> (B, T, len(FEATURES))."""
-        s = surprise * real  # (B, T)
+    def field_means(
+        self, surprise: dict[str, torch.Tensor], real: torch.Tensor, prior_events: float = PRIOR_EVENTS
+    ) -> torch.Tensor:
+        """Per-field mean surprise over the events so far, shrunk towards the reference mean by
+        `prior_events` pseudo-events (a short history is not atypical by chance alone): (B, T, F)."""
+        s = torch.stack([surprise[f] for f in self.fields], dim=-1) * real[..., None]  # (B, T, F)
+        count = real.float().cumsum(1)[..., None]  # (B, T, 1)
+        return (s.cumsum(1) + prior_events * self.field_mean) / (count + prior_events).clamp(min=1)
+
+    def features(self, head_logit: torch.Tensor, surprise: dict[str, torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+        """(B, T) head logit, field -> (B, T) surprise, (B, T) real-event mask -> (B, T, len(FEATURES))."""
+        z = (self.field_means(surprise, real) - self.field_mean) / self.field_std  # (B, T, F)
+        typicality = (z * z).mean(-1)  # (B, T)
+        s = torch.stack([surprise[f] for f in self.fields]).sum(0) * real  # (B, T) total nats
         count = real.float().cumsum(1)  # events so far
         total = s.cumsum(1)
         mean = total / count.clamp(min=1)
@@ -140,10 +174,11 @@ class RiskStack(nn.Module):
         lag_total = F.pad(total, (RECENT, 0))[:, : total.size(1)]  # total RECENT events earlier
         lag_count = F.pad(count, (RECENT, 0))[:, : count.size(1)]
         recent = (total - lag_total) / (count - lag_count).clamp(min=1)
-        return torch.stack([head_logit, mean, peak, recent, s], dim=-1)
+        return torch.stack([head_logit, typicality, mean, peak, recent, s], dim=-1)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return features @ self.weight + self.bias  # (B, T)
+    def forward(self, head_logit: torch.Tensor, surprise: dict[str, torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+        """The final pre-Platt logit (B, T) from the head logit and the per-field surprise."""
+        return self.features(head_logit, surprise, real) @ self.weight + self.bias
 
 
 @dataclass(frozen=True)
@@ -218,7 +253,7 @@ class Scorer:
         model = EventEncoder(enc_cfg).to(device)
         model.set_priors(field_counts(tok, {f: enc_cfg.field_vocab_sizes[f] for f in HEAD_FIELDS}))
         self.tokenizer_, self.model_, self.device_ = tokenizer, model, device
-        self.stack_ = RiskStack().to(device)
+        self.stack_ = RiskStack(model.head_fields).to(device)
         self.classes_ = np.array([0, 1])
 
         # ---- 1. self-supervised pretraining on every user's most recent events
@@ -237,10 +272,12 @@ class Scorer:
         per_user = None
         if targets is not None:
             per_user = pd.Series(targets[2]).groupby(targets[0]).max()
-        if per_user is not None and min((per_user == 1).sum(), (per_user == 0).sum()) >= 2:
+        n_pos = 0 if per_user is None else int((per_user == 1).sum())
+        n_neg = 0 if per_user is None else int((per_user == 0).sum())
+        if n_pos >= max(2, cfg.min_positives) and n_neg >= 2:
             self._fit_supervised(tok, targets, per_user, info, progress)
         else:
-            self._fit_surprise(tok, info)
+            self._fit_surprise(tok, info, targets if n_pos and n_neg else None)
         info["seconds"] = time.perf_counter() - t0
         self.fit_info_ = info
         return self
@@ -273,6 +310,7 @@ class Scorer:
         )
 
         # stacker on held-out features, then Platt on its cross-validated outputs
+        info["reference"] = self._fit_reference(tok)
         X, yv = self._window_features(tok, val_w)
         stacker = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
         stacker.fit(X, yv)
@@ -301,13 +339,33 @@ class Scorer:
         )
         z_val = X @ w + b
         if 0 < yv.sum() < len(yv):
-            from sklearn.metrics import average_precision_score, roc_auc_score
-
             info["val_stacked_auprc"] = float(average_precision_score(yv, z_val))
             info["val_stacked_auroc"] = float(roc_auc_score(yv, z_val))
 
-    def _fit_surprise(self, tok: TokenizedEvents, info: dict) -> None:
-        """Zero-label mode: risk logit = standardised mean surprise; proba = its empirical CDF."""
+    def _fit_reference(self, tok: TokenizedEvents) -> dict:
+        """Typicality reference: mean / std over users (as of their last event) of per-field mean surprise."""
+        windows = target_windows(tok, np.arange(tok.n_users), tok.lengths - 1, self.config.max_events)
+        rows, counts = [], []
+        for b in self._run(tok, windows):
+            real = b.inputs["event_type"] != 0
+            means = self.stack_.field_means(b.surprise, real, prior_events=0.0)  # (B, T, F) raw means
+            for r, w in enumerate(b.windows):
+                rows.append(means[r, windows.target_offset[w]])
+                counts.append(windows.target_offset[w] + 1.0)
+        raw = torch.cat(rows).double()  # (n_users, F)
+        n = torch.from_numpy(np.concatenate(counts)).double()[:, None]  # (n_users, 1) events in window
+        mean = raw.mean(0)
+        shrunk = (raw * n + PRIOR_EVENTS * mean) / (n + PRIOR_EVENTS)  # what field_means gives
+        with torch.no_grad():
+            self.stack_.field_mean.copy_(mean.float())
+            # floor: a field that is (nearly) always predicted right must not blow up on tiny noise
+            self.stack_.field_std.copy_(shrunk.std(0, correction=0).clamp(min=STD_FLOOR).float())
+        return {"n_users": int(len(means)), "field_mean": dict(zip(self.stack_.fields, self.stack_.field_mean.tolist()))}
+
+    def _fit_surprise(self, tok: TokenizedEvents, info: dict, targets=None) -> None:
+        """Surprise mode: risk logit = standardised typicality; proba = its empirical CDF over the
+        users, or, with a few labels of both classes (`targets`), a Platt fit on them."""
+        info["reference"] = self._fit_reference(tok)
         last = np.arange(tok.n_users)
         windows = target_windows(tok, last, tok.lengths - 1, self.config.max_events)
         j = FEATURES.index(ZERO_LABEL_FEATURE)
@@ -323,11 +381,20 @@ class Scorer:
         quantiles = np.quantile(z, np.linspace(0, 1, min(len(z), 1001)))
         self.mode_ = "surprise"
         self.calibrator_ = {"kind": "ecdf", "quantiles": [float(q) for q in quantiles]}
-        info.update(mode="surprise", n_labels=self.n_labels_, zero_label_feature=ZERO_LABEL_FEATURE)
+        info.update(mode="surprise", n_labels=self.n_labels_, zero_label_feature=ZERO_LABEL_FEATURE, calibration="ecdf")
+        if targets is not None:  # too few positives to fine-tune on: calibrate the ranking instead
+            users, positions, y = targets
+            X, y = self._window_features(tok, target_windows(tok, users, positions, self.config.max_events, y))
+            z = X @ w - mu / sd
+            p = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y)
+            if p.coef_[0, 0] > 0:
+                slope, intercept = float(p.coef_[0, 0]), float(p.intercept_[0])
+                self.calibrator_ = {"kind": "platt", "slope": slope, "intercept": intercept}
+                info.update(calibration="platt on the labels", label_auroc=float(roc_auc_score(y, z)))
 
     # ================================================================== scoring internals
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
+        if not hasattr(self, "fit_info_"):  # set last by fit (and by from_pretrained)
             raise NotFittedError("this Scorer is not fitted yet: call fit(events, labels) or Scorer.from_pretrained(path)")
 
     def _run(self, tok: TokenizedEvents, windows: Windows, progress: bool = False):
@@ -337,13 +404,13 @@ class Scorer:
         batches = length_batches(windows.stop - windows.start, self.config.score_batch_size, None)
         for batch in tqdm(batches, desc="scoring", disable=not progress, leave=False):
             inputs = collate(tok, windows.start[batch], windows.stop[batch], device)
-            with torch.inference_mode(), autocast(device):
-                out = model(inputs)
-                surprise = model.field_surprise(inputs, out)
-                total = torch.stack(list(surprise.values())).sum(0)
+            with torch.inference_mode():
+                with autocast(device):
+                    out = model(inputs)
+                surprise = model.field_surprise(inputs, out)  # float32 from here on
                 head = out.risk_logits.float()
-                feats = RiskStack.features(head, total, inputs["event_type"] != 0)
-                logit = self.stack_(feats)
+                feats = self.stack_.features(head, surprise, inputs["event_type"] != 0)
+                logit = feats @ self.stack_.weight + self.stack_.bias
             yield _Batch(batch, inputs, out.last_hidden_state, head, surprise, feats, logit)
 
     def _window_features(self, tok: TokenizedEvents, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
@@ -414,7 +481,7 @@ class Scorer:
 
     def _proba(self, z: np.ndarray) -> np.ndarray:
         if self.calibrator_["kind"] == "platt":
-            return 1.0 / (1.0 + np.exp(-self._calibrated_logit(z)))
+            return expit(self._calibrated_logit(z))
         q = np.asarray(self.calibrator_["quantiles"])
         return np.interp(z, q, np.linspace(0.0, 1.0, len(q)))
 
@@ -532,12 +599,10 @@ class Scorer:
         """
         self._check_fitted()
         out = self.model_(inputs, attention_mask=attention_mask)
-        surprise = self.model_.field_surprise(inputs, out)
-        total = torch.stack(list(surprise.values())).sum(0)
         real = inputs["event_type"] != 0
         if attention_mask is not None:
             real = real & attention_mask.bool()
-        return self.stack_(RiskStack.features(out.risk_logits.float(), total, real))
+        return self.stack_(out.risk_logits.float(), self.model_.field_surprise(inputs, out), real)
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         """Map pre-Platt logits (from risk_logits) to the scores predict_proba reports."""
@@ -555,7 +620,11 @@ class Scorer:
         state = {
             "config": asdict(self.config),
             "mode": self.mode_,
-            "stack": {"weight": self.stack_.weight.tolist(), "bias": float(self.stack_.bias), "features": list(FEATURES)},
+            "stack": {
+                "features": list(FEATURES), "weight": self.stack_.weight.tolist(), "bias": float(self.stack_.bias),
+                "fields": self.stack_.fields, "field_mean": self.stack_.field_mean.tolist(),
+                "field_std": self.stack_.field_std.tolist(),
+            },
             "calibrator": self.calibrator_,
             "n_labels": self.n_labels_,
             "fit_info": self.fit_info_,
@@ -575,10 +644,12 @@ class Scorer:
         scorer.device_ = resolve_device(device or config.device)
         scorer.tokenizer_ = EventTokenizer.load(path)
         scorer.model_ = EventEncoder.from_pretrained(path).to(scorer.device_).eval()
-        scorer.stack_ = RiskStack().to(scorer.device_)
+        stack = state["stack"]
+        scorer.stack_ = RiskStack(stack["fields"]).to(scorer.device_)
         with torch.no_grad():
-            scorer.stack_.weight.copy_(torch.tensor(state["stack"]["weight"]))
-            scorer.stack_.bias.fill_(state["stack"]["bias"])
+            for name in ("weight", "field_mean", "field_std"):
+                getattr(scorer.stack_, name).copy_(torch.tensor(stack[name]))
+            scorer.stack_.bias.fill_(stack["bias"])
         scorer.mode_ = state["mode"]
         scorer.calibrator_ = state["calibrator"]
         scorer.n_labels_ = state["n_labels"]

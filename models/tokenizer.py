@@ -242,10 +242,11 @@ class EventTokenizer:
         ids = np.zeros((n, len(ID_FIELDS)), dtype=np.int64)
         col = {name: j for j, name in enumerate(ID_FIELDS)}
         for name in CATEGORICAL_FIELDS:
-            values = _as_text(_column(df, name))
-            cat = pd.Categorical(values, categories=pd.Index(self.vocab_[name], dtype="string"))
-            c = np.asarray(cat.codes, dtype=np.int64)
-            ids[:, col[name]] = np.where(values.isna().to_numpy(), NULL, np.where(c < 0, OOV, c + 3))
+            # factorize, then look the (few) distinct values up in the vocabulary
+            codes_, uniques = pd.factorize(_as_text(_column(df, name)))
+            index = {v: i + 3 for i, v in enumerate(self.vocab_[name])}
+            lookup = np.array([index.get(v, OOV) for v in uniques] + [NULL], dtype=np.int64)
+            ids[:, col[name]] = lookup[codes_]  # code -1 (null) picks the trailing NULL
 
         amounts = pd.to_numeric(_column(df, "amount"), errors="coerce").to_numpy(float)
         has_amount = np.isfinite(amounts)

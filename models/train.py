@@ -1,6 +1,6 @@
 """Training the event encoder: next-event pretraining, then risk fine-tuning at label positions.
 
-A plain loop (AdamW, gradient clipping, seeded shuffles, tqdm), with
+A plain loop (AdamW, warm-up then cosine learning rate, gradient clipping, seeded shuffles, tqdm), with
 - windows: a window is a slice [start, stop) of one user's tokens. Pretraining takes each user's
   most recent `max_events` events. Risk targets (and all scoring) use `context_start`: the event at
   position p is seen in the window starting at max(0, p // S - 1) * S with S = max_events // 2, so
@@ -13,6 +13,7 @@ A plain loop (AdamW, gradient clipping, seeded shuffles, tqdm), with
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -167,10 +168,19 @@ class _Phase:
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr,
         )
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda step: min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        )
         self.rng = np.random.default_rng(cfg.seed)
+
+    def _schedule(self, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+        """Linear warm-up, then cosine decay to 10% of the learning rate at the last planned step."""
+        warmup = max(1, min(self.cfg.warmup_steps, total_steps // 10))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
 
     def run(self, train: Windows, val: Windows, train_loss, val_metrics) -> dict:
         cfg, model = self.cfg, self.model
@@ -179,6 +189,7 @@ class _Phase:
         best, best_state, bad = float("inf"), None, 0
         lengths = train.stop - train.start
         n_batches = (len(train) + cfg.batch_size - 1) // cfg.batch_size
+        self.sched = self._schedule(cfg.epochs * n_batches)
         bar = tqdm(total=cfg.epochs * n_batches, desc=self.desc, disable=not cfg.progress, leave=False)
         try:
             for epoch in range(cfg.epochs):

@@ -1,50 +1,22 @@
-"""The Streamlit pages, driven in-process by AppTest on a tiny real store (synthetic users, a tiny
-trained model, scored cases). Each test checks what the analyst sees and what reaches the store."""
+"""The Streamlit pages, driven in-process by AppTest on a tiny real store (tests/conftest.py:
+synthetic users, a tiny trained model, scored cases). Each test checks what the analyst sees and
+what reaches the store."""
 from __future__ import annotations
 
+import base64
 import json
-import shutil
-import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analyst import resources
-from analyst.config import Settings
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 120
-
-
-def build_home(home: Path, n_users: int = 60, budget: int = 6, seed: int = 3) -> Path:
-    """A SLEUTH_HOME with events, half the labels, a tiny promoted model and `budget` open cases."""
-    from analyst.service import Workbench
-    from analyst.synthetic import SyntheticConfig, generate
-    from models.scorer import ScorerConfig
-
-    home.mkdir(parents=True, exist_ok=True)
-    wb = Workbench(Settings.from_env(env={"SLEUTH_HOME": str(home)}))
-    try:
-        events, labels = generate(SyntheticConfig(n_users=n_users, seed=seed, fraud_rate=0.25))
-        wb.store.add_events(events)
-        wb.store.add_labels(labels.sample(frac=0.5, random_state=0))
-        tiny = ScorerConfig(d_model=16, n_layers=1, n_heads=2, max_events=48, pretrain_epochs=1,
-                            finetune_epochs=1, batch_size=16, seed=0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wb.train(config=tiny, progress=False)
-            wb.score(budget=budget)
-    finally:
-        wb.close()
-    return home
-
-
-@pytest.fixture(scope="module")
-def base_home(tmp_path_factory) -> Path:
-    return build_home(tmp_path_factory.mktemp("app_home"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,15 +27,12 @@ def release_workbenches():
 
 
 @pytest.fixture
-def home(base_home, tmp_path, monkeypatch) -> Path:
-    """A private copy of the base home (tests write decisions), selected through the environment."""
-    target = tmp_path / "home"
-    shutil.copytree(base_home, target)
-    monkeypatch.setenv("SLEUTH_HOME", str(target))
-    monkeypatch.delenv("SLEUTH_DB", raising=False)
-    monkeypatch.delenv("SLEUTH_MODELS", raising=False)
-    monkeypatch.delenv("SLEUTH_ANALYST", raising=False)
-    yield target
+def home(home_copy, monkeypatch) -> Path:
+    """A private copy of the tiny home (tests/conftest.py), selected through the environment."""
+    monkeypatch.setenv("SLEUTH_HOME", str(home_copy.home))
+    for key in ("SLEUTH_DB", "SLEUTH_MODELS", "SLEUTH_ANALYST"):
+        monkeypatch.delenv(key, raising=False)
+    yield home_copy.home
 
 
 def workbench():
@@ -89,6 +58,15 @@ def open_case(at: AppTest, user_id: str) -> AppTest:
     return at.run()
 
 
+def plotly_array(value) -> np.ndarray:
+    """A Plotly JSON array: a list, or a typed array {"dtype", "bdata", "shape"} (numpy input)."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        return arr.reshape([int(n) for n in str(shape).split(",")]) if shape else arr
+    return np.asarray(value)
+
+
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -104,6 +82,7 @@ def test_queue_lists_open_cases_riskiest_first(home):
     table = at.dataframe[0].value
     assert list(table["user_id"]) == list(queue["user_id"])
     assert table["risk"].is_monotonic_decreasing
+    assert list(table["risk_pct"]) == list((queue["risk"] * 100).round(0))
     assert {"top_reason", "tags", "why", "status", "assignee", "age_days"} <= set(table.columns)
 
 
@@ -160,9 +139,23 @@ def test_case_page_shows_header_timeline_and_reasons(home):
     events = next(d.value for d in at.dataframe if "attribution" in d.value.columns)
     assert len(events) == len(view.timeline)
     assert "surprise" in events.columns
-    assert any("not an explanation" in w.value for w in at.warning)
+    assert not any("not an explanation" in w.value for w in at.warning)  # lazy tabs: not drawn yet
     assert [b.label for b in at.get("form_submit_button")] == ["Confirm fraud", "Reject", "Escalate"]
     assert at.text_area[0].label == "Note"
+    at.session_state["case_tab"] = "Attention"
+    at.run()
+    no_errors(at)
+    assert any("not an explanation" in w.value for w in at.warning)
+    heat = json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]
+    assert heat["type"] == "heatmap" and plotly_array(heat["z"]).shape == (1, len(view.timeline))
+    at.segmented_control(key=f"attn_mode_{user}").set_value("Last layer, per head").run()
+    heads = plotly_array(json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["z"])
+    assert heads.shape == np.asarray(view.explanation.attention_last).shape
+    at.session_state["case_tab"] = "Similar cases"
+    at.run()
+    no_errors(at)
+    similar = at.dataframe[-1].value
+    assert list(similar["user_id"]) == list(view.neighbours["user_id"])
 
 
 def test_case_without_user_offers_a_picker(home):
@@ -189,6 +182,10 @@ def test_decision_needs_a_note_and_a_name(home):
     at.sidebar.text_input[0].input("ana").run()
     at.get("form_submit_button")[0].click().run()
     assert "note" in at.error[0].value.lower()
+    at.selectbox[0].set_value("legitimate_behaviour")
+    at.text_area[0].input("looks fine")
+    at.get("form_submit_button")[0].click().run()  # Confirm fraud with a legit reason
+    assert "contradicts" in at.error[0].value
     assert workbench().label_history().query("source == 'analyst'").empty  # nothing written
 
 
@@ -213,6 +210,8 @@ def test_confirm_fraud_writes_label_and_audit_then_next_case(home):
     assert decided[["actor", "new"]].values.tolist() == [["ana", "fraud"]]
     assert '"quality": "useful"' in decided.iloc[0]["detail"]
     # the decision shows in the page's history tab
+    at.session_state["case_tab"] = "History & audit"
+    at.run()
     assert any(len(d.value) == 1 and "note" in d.value.columns for d in at.dataframe)
     at.button(key="case_next_after").click().run()
     no_errors(at)
@@ -226,6 +225,7 @@ def test_analyst_from_environment_is_recorded(home, monkeypatch):
     at = open_case(app().run(), user)
     assert not at.sidebar.text_input  # not asked: known from SLEUTH_ANALYST
     assert any("env-analyst" in m.value for m in at.sidebar.markdown)
+    at.selectbox[0].set_value("legitimate_behaviour")
     at.text_area[0].input("looks like a normal shopper")
     at.get("form_submit_button")[1].click().run()  # Reject
     no_errors(at)
@@ -246,7 +246,7 @@ def test_escalate_writes_no_label(home):
 
 def test_what_if_recomputes_risk(home):
     user = workbench().queue().iloc[0]["user_id"]
-    at = open_case(app().run(), user)
+    at = open_case(app(case_tab="What-if").run(), user)
     sel = at.multiselect(key=f"whatif_sel_{user}")
     sel.set_value([0, 1]).run()
     at.button(key=f"whatif_go_{user}").click().run()
@@ -273,9 +273,21 @@ def test_demo_mode_masks_identifiers_and_reveals_truth(home):
         at.toggle(key=f"reveal_{user}").set_value(True).run()
         assert any("planted" in i.value for i in at.info)
         spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-        widths = spec["data"][0]["marker"]["line"]["width"]
+        widths = plotly_array(spec["data"][0]["marker"]["line"]["width"])
         truth = wb.case(user).ground_truth["planted_events"]
         assert [i for i, w in enumerate(widths) if w > 1] == truth  # planted events outlined
+
+
+def test_demo_guided_walk_starts_on_the_top_case(home):
+    top = workbench().queue().iloc[0]["user_id"]
+    at = app(demo_mode=True).run()
+    no_errors(at)
+    assert at.sidebar.toggle[0].value is True
+    at.button(key="q_tour").click().run()
+    no_errors(at)
+    assert at.query_params["user"] == top
+    steps = [i.value for i in at.info if "Guided walk, step" in i.value]
+    assert len(steps) >= 4 and "step 1" in steps[0]
 
 
 # ---------------------------------------------------------------------------------------- labels, model
@@ -301,3 +313,50 @@ def test_model_page_lists_versions(home):
     current = workbench().current_version()
     assert metric(at, "Current version") == current
     assert current in set(at.dataframe[0].value["version"])
+
+
+def test_model_page_compares_versions_on_reviewed_cases(home):
+    from analyst.service import Workbench
+
+    if not hasattr(Workbench, "model_metrics"):
+        pytest.skip("analyst/service.py has no Workbench.model_metrics yet")
+    at = app().run()
+    at.switch_page("analyst/views/model.py")
+    at.run()
+    no_errors(at)
+    metrics = workbench().model_metrics(workbench().current_version())
+    if metrics.get("pr_curve"):
+        assert any(json.loads(c.proto.spec)["layout"]["meta"]["chart"] == "pr" for c in at.get("plotly_chart"))
+
+
+@pytest.mark.slow
+def test_retrain_runs_in_background_then_promote_rescores(home):
+    import time
+
+    at = app(analyst_name="ana").run()
+    at.switch_page("analyst/views/model.py")
+    at.run()
+    before = set(workbench().models()["version"])
+    at.button(key="m_retrain").click().run()
+    assert not at.exception
+    assert at.button(key="m_retrain").disabled  # one retrain at a time
+    deadline = time.monotonic() + 600
+    while True:  # AppTest does not tick fragments: rerun the page, as the fragment would
+        at.run()
+        done = any("Retrain finished" in s.value for s in at.success)
+        if done or any("Retrain failed" in e.value for e in at.error) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not at.exception and not [e.value for e in at.error if "metrics" not in e.value]
+    assert any("Retrain finished" in s.value for s in at.success)
+    models = workbench().models()
+    (new,) = set(models["version"]) - before
+    assert models.set_index("version").loc[new, "status"] == "candidate"
+    assert at.selectbox(key="m_cand").value == new
+    at.button(key="m_promote").click().run()
+    assert not at.exception
+    assert workbench().current_version() == new
+    assert any(f"{new} is current" in s.value for s in at.success)
+    audit = workbench().audit()
+    assert ((audit["action"] == "promote") & (audit["new"] == new) & (audit["actor"] == "ana")).any()
+    assert set(workbench().queue()["model_version"]) >= {new}

@@ -130,3 +130,25 @@ def test_bad_inputs_raise_value_error_naming_the_value() -> None:
 def test_single_event_timeline() -> None:
     tl = _takeover_timeline().iloc[:1]
     assert top_reasons(tl, np.ones(1)) == ("Login.", "Only one event so far (login on 2026-09-01).")
+
+
+def test_low_risk_is_said_first() -> None:
+    tl = _takeover_timeline()
+    attr = np.zeros(len(tl))
+    attr[20] = 0.3
+    reasons = top_reasons(tl, attr, risk=0.008)
+    assert reasons[0] == "Low risk (0.8%): the events below raise it only a little."
+    assert reasons[1].startswith("Payment of 900.00 EUR")
+    assert len(reasons) == 2
+    assert top_reasons(tl, attr, risk=0.9)[0].startswith("Payment of 900.00 EUR")
+    assert len(top_reasons(tl, np.linspace(0.5, 1, len(tl)), risk=0.01, max_reasons=3)) == 3
+
+
+def test_positive_event_inside_a_net_negative_burst_is_still_named() -> None:
+    tl = _takeover_timeline()
+    attr = np.zeros(len(tl))
+    attr[17:20] = [-0.5, 0.4, -0.5]  # the declined payments: net negative, one pushes up
+    reasons = top_reasons(tl, attr)
+    # card_9 was new at the first declined payment, not at this one
+    assert reasons[0] == "Declined payment of 2.00 EUR (far below this user's usual amounts)."
+    assert reasons[1].startswith("Account history")

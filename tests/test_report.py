@@ -67,6 +67,8 @@ def test_report_is_one_offline_file_with_the_case(view):
     for text in ("Case report: user u7", "v-test", "83.0%", "Generated 2024-05-03 09:00 UTC by ana",
                  "Account age days", "DE, FR", "payment_fraud", "Audit trail", "claimed", "u9"):
         assert text in html, text
+    assert "<td>fraud</td>" in html  # labels in words, not 0/1
+    assert "2024-05-02 10:00:00" in html and "10:00:00.000" not in html  # readable timestamps
     # what-if row: removing event #7 drops the risk from 83% to 31%
     assert "#7" in html and "31.0%" in html and "-52.0%" in html
 

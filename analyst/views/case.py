@@ -11,6 +11,10 @@ from analyst.views import common
 
 CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
 FLASH_KEY = "case_flash"     # the last decision, shown once after the rerun that records it
+# reason codes that contradict a decision (a UI consistency check before anything is written)
+CONTRADICTS = {"fraud": {"legitimate_behaviour"},
+               "legit": {"account_takeover", "payment_fraud", "promo_abuse", "refund_abuse", "fake_reviews",
+                         "bot_activity", "order_brushing"}}
 EVENT_COLUMNS = ["ts", "event_type", "attribution", "surprise", "risk", "amount", "currency", "status",
                  "category", "item_id", "query", "payment_method", "country", "device_id", "ip", "address_id"]
 
@@ -28,12 +32,19 @@ def _attr_style(value: float, bound: float) -> str:
     return f"background-color: rgba({rgb},{alpha:.2f})"
 
 
+def _cached(user_id: str):
+    """This tab's CaseView of `user_id` if it is still current (same model version), else None."""
+    cached = st.session_state.get(CACHE_KEY)
+    if cached and cached["user_id"] == user_id and cached["model_version"] == wb.current_version():
+        return cached["view"]
+    return None
+
+
 def _load(user_id: str, fresh: bool = False):
     """The CaseView for this tab, reused across reruns until the model or a decision changes it."""
-    cached = st.session_state.get(CACHE_KEY)
-    current = wb.current_version()
-    if (not fresh and cached and cached["user_id"] == user_id and cached["model_version"] == current):
-        return cached["view"]
+    view = None if fresh else _cached(user_id)
+    if view is not None:
+        return view
     label = "Explaining the risk (integrated gradients)..." if fresh else f"Loading user {user_id}..."
     with st.spinner(label, show_time=True):
         view = wb.case(user_id, fresh=fresh)
@@ -84,33 +95,42 @@ if not user_id:
             _go_next(None)
     st.stop()
 
+# ---------------------------------------------------------------------------------- header
+# The layout is laid down before the case loads: on a first visit the timeline slot shows an empty
+# chart at once, so the browser loads its Plotly code while the server reads the case.
+head_l, head_r = st.columns([3, 1.2], vertical_alignment="center")
+head_l.title(f"Case: user {user_id}")
+chips_slot = head_l.empty()
+flash_slot = st.container()
+metrics_slot = st.container()
+chart_slot = st.empty()
+if _cached(user_id) is None:
+    chart_slot.plotly_chart(charts.loading_figure(), config={"displayModeBar": False})
+
 view = None
 with common.guard(f"Could not open user {user_id}"):
     view = _load(user_id)
 if view is None:
+    chart_slot.empty()
     st.stop()
 
 timeline = charts.mask_identifiers(view.timeline) if demo else view.timeline
 exp = view.explanation
 case = {k: (None if not isinstance(v, (list, tuple, dict)) and pd.isna(v) else v) for k, v in (view.case or {}).items()}
 
-# ---------------------------------------------------------------------------------- header
-head_l, head_r = st.columns([3, 1.2], vertical_alignment="center")
-with head_l:
-    st.title(f"Case: user {view.user_id}")
-    chips = []
-    if case:
-        chips.append(f":blue-badge[{case.get('status', 'open')}]")
-        chips.append(f":orange-badge[{common.WHY_LABELS.get(case.get('why'), case.get('why') or 'flagged')}]")
-        if case.get("assignee"):
-            chips.append(f":gray-badge[:material/person: {case['assignee']}]")
-        chips.append(f":gray-badge[opened {common.fmt_when(case.get('opened_at'))}]")
-    else:
-        chips.append(":gray-badge[no open case]")
-    if len(view.labels):
-        last = view.labels.iloc[-1]
-        chips.append(f":violet-badge[last decision: {'fraud' if last.get('label') == 1 else 'legit' if last.get('label') == 0 else 'escalated'}]")
-    st.markdown(" ".join(chips))
+chips = []
+if case:
+    chips.append(f":blue-badge[{case.get('status', 'open')}]")
+    chips.append(f":orange-badge[{common.WHY_LABELS.get(case.get('why'), case.get('why') or 'flagged')}]")
+    if case.get("assignee"):
+        chips.append(f":gray-badge[:material/person: {case['assignee']}]")
+    chips.append(f":gray-badge[opened {common.fmt_when(case.get('opened_at'))}]")
+else:
+    chips.append(":gray-badge[no open case]")
+if len(view.labels):
+    last = view.labels.iloc[-1].get("label")
+    chips.append(f":violet-badge[last decision: {'fraud' if last == 1 else 'legit' if last == 0 else 'escalated'}]")
+chips_slot.markdown(" ".join(chips))
 with head_r:
     st.download_button(
         "Download case report", icon=":material/download:", width="stretch",
@@ -129,44 +149,46 @@ if flash and flash["user_id"] != view.user_id:
     st.session_state.pop(FLASH_KEY, None)  # shown only on the case it was recorded for
     flash = None
 if flash:
-    st.success(f"Decision recorded: {common.DECISION_LABELS.get(flash['decision'], flash['decision'])} "
-               f"by {flash['analyst']}.", icon=":material/check_circle:")
+    flash_slot.success(f"Decision recorded: {common.DECISION_LABELS.get(flash['decision'], flash['decision'])} "
+                       f"by {flash['analyst']}.", icon=":material/check_circle:")
 
-h = view.header
-countries = h.get("countries") or []
-cols = st.columns([1.1, 1, 1, 1, 1, 1])
-cols[0].metric("Risk", common.pct(view.risk), border=True,
-               help=f"Calibrated P(fraud) at the last event, model {view.model_version or 'none'}")
-cols[1].metric("Account age", f"{h.get('account_age_days', 0):.0f} d", border=True)
-cols[2].metric("Devices", f"{h.get('devices', 0)}", border=True)
-cols[3].metric("Countries", f"{len(countries)}", border=True)
-cols[4].metric("Payments", f"{h.get('payments', 0)}", border=True)
-cols[5].metric("Events", f"{h.get('events', 0):,}", border=True)
-st.caption(
-    f"Model version **{view.model_version or 'none'}** · first seen {common.fmt_when(h.get('first_seen'))}, "
-    f"last seen {common.fmt_when(h.get('last_seen'))} · {h.get('ips', 0)} IPs · "
-    f"countries: {', '.join(countries) or 'n/a'} · paid {h.get('paid_total', 0):,.2f} · "
-    f"{h.get('refunds', 0)} refunds · the model reads the last {h.get('events_in_model_window', 0)} events"
-)
-_tour(1, "The risk above is the model's calibrated probability that this account is fraudulent, "
-         "as of its latest event. The header summarises the account.")
+with metrics_slot:
+    h = view.header
+    countries = h.get("countries") or []
+    cols = st.columns([1.1, 1, 1, 1, 1, 1])
+    cols[0].metric("Risk", common.pct(view.risk), border=True,
+                   help=f"Calibrated P(fraud) at the last event, model {view.model_version or 'none'}")
+    cols[1].metric("Account age", f"{h.get('account_age_days', 0):.0f} d", border=True)
+    cols[2].metric("Devices", f"{h.get('devices', 0)}", border=True)
+    cols[3].metric("Countries", f"{len(countries)}", border=True)
+    cols[4].metric("Payments", f"{h.get('payments', 0)}", border=True)
+    cols[5].metric("Events", f"{h.get('events', 0):,}", border=True)
+    st.caption(
+        f"Model version **{view.model_version or 'none'}** · first seen {common.fmt_when(h.get('first_seen'))}, "
+        f"last seen {common.fmt_when(h.get('last_seen'))} · {h.get('ips', 0)} IPs · "
+        f"countries: {', '.join(countries) or 'n/a'} · paid {h.get('paid_total', 0):,.2f} · "
+        f"{h.get('refunds', 0)} refunds · the model reads the last {h.get('events_in_model_window', 0)} events"
+    )
+    _tour(1, "The risk above is the model's calibrated probability that this account is fraudulent, "
+             "as of its latest event. The header summarises the account.")
 
-planted: list[int] = []
-if demo and view.ground_truth is not None:
-    if st.toggle("Reveal ground truth (synthetic data)", key=f"reveal_{view.user_id}"):
-        gt = view.ground_truth
-        planted = [int(i) for i in gt.get("planted_events", [])]
-        verdict = "fraud" if gt.get("label") else "legit"
-        st.info(f"This synthetic user is **{verdict}**"
-                + (f", planted pattern(s): **{', '.join(gt['patterns'])}**" if gt.get("patterns") else "")
-                + (f"; its {len(planted)} planted events are outlined in orange in the timeline." if planted else "."),
-                icon=":material/visibility:")
+    planted: list[int] = []
+    if demo and view.ground_truth is not None:
+        if st.toggle("Reveal ground truth (synthetic data)", key=f"reveal_{view.user_id}"):
+            gt = view.ground_truth
+            planted = [int(i) for i in gt.get("planted_events", [])]
+            verdict = "fraud" if gt.get("label") else "legit"
+            st.info(f"This synthetic user is **{verdict}**"
+                    + (f", planted pattern(s): **{', '.join(gt['patterns'])}**" if gt.get("patterns") else "")
+                    + (f"; its {len(planted)} planted events are outlined in orange in the timeline." if planted else "."),
+                    icon=":material/visibility:")
+
+    _tour(2, "Each dot is an event, one row per event type. Red events pushed the risk up, blue ones down; "
+             "bigger dots mattered more. The black line is the risk as of each event. Drag to zoom, hover for details.")
 
 # ---------------------------------------------------------------------------------- timeline
-_tour(2, "Each dot is an event, one row per event type. Red events pushed the risk up, blue ones down; "
-         "bigger dots mattered more. The black line is the risk as of each event. Drag to zoom, hover for details.")
-st.plotly_chart(charts.timeline_figure(timeline, selected=planted), key=f"timeline_{view.user_id}",
-                config={"displaylogo": False, "scrollZoom": True})
+chart_slot.plotly_chart(charts.timeline_figure(timeline, selected=planted), key=f"timeline_{view.user_id}",
+                        config={"displaylogo": False, "scrollZoom": True})
 
 # ---------------------------------------------------------------------------------- why + decide
 why_col, decide_col = st.columns([1.35, 1], gap="large")
@@ -197,19 +219,22 @@ with decide_col:
         quality = st.radio("Alert quality", ALERT_QUALITY, index=0, horizontal=True,
                            format_func=lambda q: q.capitalize())
         note = st.text_area("Note", placeholder="What did you see? (required)", height=90, required=True)
-        b1, b2, b3 = st.columns(3)
         pressed = None
-        if b1.form_submit_button("Confirm fraud", type="primary", width="stretch"):
+        if st.form_submit_button("Confirm fraud", type="primary", width="stretch", icon=":material/gpp_bad:"):
             pressed = "fraud"
-        if b2.form_submit_button("Reject", width="stretch"):
+        b2, b3 = st.columns(2)
+        if b2.form_submit_button("Reject", width="stretch", icon=":material/verified_user:"):
             pressed = "legit"
-        if b3.form_submit_button("Escalate", width="stretch"):
+        if b3.form_submit_button("Escalate", width="stretch", icon=":material/upload:"):
             pressed = "escalate"
     if pressed:
         if not me:
             st.error("Enter your name in the sidebar first: decisions are recorded with the analyst's name.")
         elif not (note or "").strip():
             st.error("Write a note: it is required to record a decision.")
+        elif reason in CONTRADICTS.get(pressed, set()):
+            st.error(f"Reason code '{reason.replace('_', ' ')}' contradicts "
+                     f"'{common.DECISION_LABELS[pressed].lower()}': pick a matching reason.")
         else:
             try:
                 decision = wb.decide(view.user_id, pressed, analyst=me, reason_code=reason, quality=quality,
@@ -237,50 +262,6 @@ with decide_col:
             _go_next(_int(case.get("case_id")))
 
 # ---------------------------------------------------------------------------------- details
-t_events, t_attn, t_whatif, t_similar, t_history = st.tabs(
-    ["Events", "Attention", "What-if", "Similar cases", "History & audit"])
-
-with t_events:
-    shown = timeline[[c for c in EVENT_COLUMNS if c in timeline.columns]].dropna(axis=1, how="all")
-    shown.index.name = "#"
-    styled = shown.style
-    if "attribution" in shown.columns:
-        bound = float(np.nanmax(np.abs(shown["attribution"].to_numpy(dtype=float)))) if len(shown) else 0.0
-        styled = styled.map(lambda v: _attr_style(v, bound), subset=["attribution"])
-    st.dataframe(
-        styled, key=f"events_{view.user_id}", width="stretch", height=420,
-        column_config={
-            "ts": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss"),
-            "event_type": "Event", "amount": st.column_config.NumberColumn("Amount", format="%.2f"),
-            "currency": "Cur.", "status": "Status", "category": "Category", "item_id": "Item", "query": "Query",
-            "payment_method": "Payment", "country": "Country", "device_id": "Device", "ip": "IP",
-            "address_id": "Address",
-            "attribution": st.column_config.NumberColumn("Attribution", format="%+.3f",
-                                                         help="Signed: > 0 pushes the risk towards fraud"),
-            "surprise": st.column_config.NumberColumn("Surprise (nats)", format="%.2f",
-                                                      help="How unexpected the event was given the ones before"),
-            "risk": st.column_config.ProgressColumn("Risk after", format="percent", min_value=0.0, max_value=1.0),
-        },
-    )
-    st.caption("Events the model reads (the latest ones), in time order; # is the event index used by what-if.")
-
-with t_attn:
-    st.warning("Attention is not an explanation: it shows where the model looked from the scored event, "
-               "not why the score is what it is. Use the attributions for reasons.", icon=":material/info:")
-    if exp is None:
-        st.info("No model explanation for this user.")
-    else:
-        mode = st.segmented_control("View", ["Rollout (all layers)", "Last layer, per head"],
-                                    default="Rollout (all layers)", key=f"attn_mode_{view.user_id}")
-        labels = [f"#{i} {t}" for i, t in enumerate(view.timeline["event_type"])]
-        if mode == "Last layer, per head":
-            fig = charts.attention_figure(np.asarray(exp.attention_last), event_labels=labels)
-        else:
-            fig = charts.attention_figure(np.asarray(exp.attention_rollout), event_labels=labels,
-                                          row_labels=["rollout"])
-        st.plotly_chart(fig, key=f"attn_{view.user_id}")
-
-
 @st.fragment
 def what_if_panel() -> None:
     """Remove events and recompute the risk (reruns only this panel)."""
@@ -316,25 +297,68 @@ def what_if_panel() -> None:
                            "change (pts)": st.column_config.NumberColumn(format="%+.1f")})
 
 
-with t_whatif:
-    what_if_panel()
+def events_panel() -> None:
+    """The events the model reads, with attribution (coloured), surprise and risk columns."""
+    shown = timeline[[c for c in EVENT_COLUMNS if c in timeline.columns]].dropna(axis=1, how="all")
+    shown.index.name = "#"
+    styled = shown.style
+    if "attribution" in shown.columns:
+        bound = float(np.nanmax(np.abs(shown["attribution"].to_numpy(dtype=float)))) if len(shown) else 0.0
+        styled = styled.map(lambda v: _attr_style(v, bound), subset=["attribution"])
+    st.dataframe(
+        styled, key=f"events_{view.user_id}", width="stretch", height=420,
+        column_config={
+            "ts": st.column_config.DatetimeColumn("Time", format="YYYY-MM-DD HH:mm:ss"),
+            "event_type": "Event", "amount": st.column_config.NumberColumn("Amount", format="%.2f"),
+            "currency": "Cur.", "status": "Status", "category": "Category", "item_id": "Item", "query": "Query",
+            "payment_method": "Payment", "country": "Country", "device_id": "Device", "ip": "IP",
+            "address_id": "Address",
+            "attribution": st.column_config.NumberColumn("Attribution", format="%+.3f",
+                                                         help="Signed: > 0 pushes the risk towards fraud"),
+            "surprise": st.column_config.NumberColumn("Surprise (nats)", format="%.2f",
+                                                      help="How unexpected the event was given the ones before"),
+            "risk": st.column_config.ProgressColumn("Risk after", format="percent", min_value=0.0, max_value=1.0),
+        },
+    )
+    st.caption("Events the model reads (the latest ones), in time order; # is the event index used by what-if.")
 
-with t_similar:
+
+def attention_panel() -> None:
+    """Rollout over all layers, or the last layer per head, from the scored event."""
+    st.warning("Attention is not an explanation: it shows where the model looked from the scored event, "
+               "not why the score is what it is. Use the attributions for reasons.", icon=":material/info:")
+    if exp is None:
+        st.info("No model explanation for this user.")
+        return
+    mode = st.segmented_control("View", ["Rollout (all layers)", "Last layer, per head"],
+                                default="Rollout (all layers)", key=f"attn_mode_{view.user_id}")
+    labels = [f"#{i} {t}" for i, t in enumerate(view.timeline["event_type"])]
+    if mode == "Last layer, per head":
+        fig = charts.attention_figure(np.asarray(exp.attention_last), event_labels=labels)
+    else:
+        fig = charts.attention_figure(np.asarray(exp.attention_rollout), event_labels=labels, row_labels=["rollout"])
+    st.plotly_chart(fig, key=f"attn_{view.user_id}")
+
+
+def similar_panel() -> None:
+    """The nearest labelled users in the model's sequence embedding."""
     nb = view.neighbours
     if nb is None or nb.empty:
         st.info("No labelled cases to compare with yet.")
-    else:
-        st.caption("Labelled users whose behaviour the model encodes most similarly.")
-        st.dataframe(
-            nb.assign(label=nb["label"].map({1: "fraud", 0: "legit"}), link=[f"case?user={u}" for u in nb["user_id"]]),
-            hide_index=True, width="stretch", key=f"nb_{view.user_id}",
-            column_config={"user_id": "User", "label": "Decision",
-                           "similarity": st.column_config.ProgressColumn("Similarity", min_value=0.0, max_value=1.0,
-                                                                         format="%.2f"),
-                           "link": st.column_config.LinkColumn("Open", display_text="open")},
-        )
+        return
+    st.caption("Labelled users whose behaviour the model encodes most similarly.")
+    st.dataframe(
+        nb.assign(label=nb["label"].map({1: "fraud", 0: "legit"}), link=[f"case?user={u}" for u in nb["user_id"]]),
+        hide_index=True, width="stretch", key=f"nb_{view.user_id}",
+        column_config={"user_id": "User", "label": "Decision",
+                       "similarity": st.column_config.ProgressColumn("Similarity", min_value=0.0, max_value=1.0,
+                                                                     format="%.2f"),
+                       "link": st.column_config.LinkColumn("Open", display_text="open")},
+    )
 
-with t_history:
+
+def history_panel() -> None:
+    """This user's decisions (append-only labels) and audit trail."""
     st.markdown("**Decisions (labels, newest last)**")
     if view.labels.empty:
         st.caption("No decision yet.")
@@ -345,3 +369,12 @@ with t_history:
         st.caption("No audit entries.")
     else:
         st.dataframe(view.audit, hide_index=True, width="stretch", key=f"audit_{view.user_id}")
+
+
+# lazy tabs: only the open tab runs (one rerun when the analyst switches; the CaseView is cached)
+PANELS = {"Events": events_panel, "Attention": attention_panel, "What-if": what_if_panel,
+          "Similar cases": similar_panel, "History & audit": history_panel}
+for tab, draw in zip(st.tabs(list(PANELS), key="case_tab", on_change="rerun"), PANELS.values()):
+    if tab.open:
+        with tab:
+            draw()

@@ -5,6 +5,7 @@ Not a page itself (app.py registers only the page files). Per-tab state lives in
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ CASE_PAGE = "analyst/views/case.py"
 QUEUE_PAGE = "analyst/views/queue.py"
 WHY_LABELS: dict[str, str] = {"high_risk": "High risk", "uncertain": "Uncertain", "control": "Random control"}
 DECISION_LABELS: dict[str, str] = {"fraud": "Fraud confirmed", "legit": "Rejected (legit)", "escalate": "Escalated"}
+_LOG = logging.getLogger("sleuth.app")
 ANALYST_KEY = "analyst_name"
 DEMO_KEY = "demo_mode"
 
@@ -71,7 +73,8 @@ def demo_mode() -> bool:
 def error_message(exc: BaseException) -> str:
     """One clear line for an exception (our ValueError/LookupError messages are already clear)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, (ValueError, LookupError, PermissionError, FileNotFoundError)):
+    if isinstance(exc, (ValueError, LookupError, PermissionError, FileNotFoundError)) and not isinstance(
+            exc, (KeyError, IndexError)):  # KeyError('x') alone would read as "'x'"
         return text
     return f"{type(exc).__name__}: {text}"
 
@@ -82,6 +85,7 @@ def guard(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # Streamlit's stop/rerun/switch_page are BaseException: not caught
+        _LOG.warning("%s: %s", what, error_message(exc), exc_info=True)  # the traceback goes to the server log
         st.error(f"{what}: {error_message(exc)}", icon=":material/error:")
 
 

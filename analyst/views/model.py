@@ -2,13 +2,15 @@
 promote (then rescore) or roll back."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from analyst import charts
 from analyst.views import common
 
-JOB_KEY = "model_jobs"   # {"retrain": job_id, "rescore": job_id} of this tab
+JOB_KEY = "model_jobs"   # {"retrain": job_id} of this tab
 
 wb = common.workbench()
 me = common.analyst()
@@ -23,13 +25,16 @@ with common.guard("Could not list the model versions"):
     models = wb.models()
 
 
+SUMMARY_METRICS = ("val_stacked_auprc", "val_stacked_auroc", "n_labels", "n_users", "n_events", "seconds")
+
+
 def _metric_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Flatten the `metrics` dict column into a few readable columns."""
+    """Replace the `metrics` column (a dict, or its JSON text) by a few readable numeric columns."""
     if "metrics" not in frame.columns:
         return frame
-    flat = pd.json_normalize([m if isinstance(m, dict) else {} for m in frame["metrics"]])
-    keep = [c for c in flat.columns if pd.api.types.is_numeric_dtype(flat[c])][:6]
-    return pd.concat([frame.drop(columns=["metrics"]).reset_index(drop=True), flat[keep]], axis=1)
+    dicts = [json.loads(m) if isinstance(m, str) else (m if isinstance(m, dict) else {}) for m in frame["metrics"]]
+    flat = pd.DataFrame([{k: d.get(k) for k in SUMMARY_METRICS} for d in dicts]).dropna(axis=1, how="all")
+    return pd.concat([frame.drop(columns=["metrics"]).reset_index(drop=True), flat], axis=1)
 
 
 def _job(kind: str):
@@ -38,7 +43,7 @@ def _job(kind: str):
 
 
 def _running() -> bool:
-    return any(job is not None and not job.done for job in map(_job, ("retrain", "rescore")))
+    return any(job is not None and not job.done for job in map(_job, ("retrain",)))
 
 
 @st.fragment(run_every=1.0)
@@ -48,6 +53,18 @@ def job_progress(kind: str) -> None:
     if job is None or job.done:
         st.rerun(scope="app")
     st.progress(min(max(job.progress, 0.0), 1.0), text=f"{kind.capitalize()}: {job.message}")
+
+
+def rescore(version: str) -> None:
+    """Score every user with the now-current version and open cases, with a progress bar."""
+    bar = st.progress(0.0, text=f"Rescoring with {version}...")
+
+    def on_progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=f"Rescoring with {version}: {message}")
+
+    result = wb.score(version=version, on_progress=on_progress)
+    st.session_state["model_flash"] = (f"{version} is current: rescored {result['scored']:,} users, "
+                                       f"opened {result['opened']} cases.")
 
 
 def job_panel(kind: str) -> None:
@@ -60,7 +77,15 @@ def job_panel(kind: str) -> None:
         st.error(f"{kind.capitalize()} failed: {job.error}")
     else:
         st.success(f"{kind.capitalize()} finished: {job.message}", icon=":material/check_circle:")
+        version = job.result.get("version")
+        if version and st.session_state.get("m_compared_job") != job.job_id:
+            st.session_state["m_compared_job"] = job.job_id
+            st.session_state["m_cand"] = version  # compare the new version with the current one
 
+
+flash = st.session_state.pop("model_flash", None)
+if flash:
+    st.success(flash, icon=":material/check_circle:")
 
 if models is not None:
     current = models[models["status"] == "current"]["version"].tolist() if "status" in models else []
@@ -78,17 +103,21 @@ if models is not None:
                     help=None if me else "Enter your name in the sidebar first"):
             with common.guard("Could not start the retrain"):
                 jobs["retrain"] = wb.start_retrain(me).job_id
+                st.rerun()  # redraw with the button disabled and the progress bar polling
         b.caption("Trains a new candidate version on all events and the latest labels, in the background: "
                   "keep working on cases meanwhile.")
         job_panel("retrain")
-        job_panel("rescore")
 
     if models.empty:
         st.info("No model yet. Retrain above, or run `sleuth train`.")
     else:
         st.dataframe(_metric_columns(models), hide_index=True, width="stretch", key="m_table",
                      column_config={"created_at": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm"),
-                                    "path": None, "data_snapshot": None})
+                                    "path": None, "data_snapshot": None,
+                                    "val_stacked_auprc": st.column_config.NumberColumn("Val AUPRC", format="%.3f"),
+                                    "val_stacked_auroc": st.column_config.NumberColumn("Val AUROC", format="%.3f"),
+                                    "n_labels": "Labels", "n_users": "Users", "n_events": "Events",
+                                    "seconds": st.column_config.NumberColumn("Train s", format="%.0f")})
 
         st.subheader("Compare on reviewed cases")
         versions = models.sort_values("created_at", ascending=False)["version"].tolist() if "created_at" in models \
@@ -122,6 +151,8 @@ if models is not None:
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="m_atk")
 
         st.subheader("Promote or roll back")
+        st.caption("Promoting makes the version current and rescores every user (new cases open for the "
+                   "riskiest unlabelled users); keep this tab open while the progress bar runs.")
         p1, p2, _ = st.columns([1.3, 1, 2])
         promotable = cand if cand and cand != current_version else None
         if p1.button(f"Promote {promotable or ''}".strip(), type="primary", key="m_promote", width="stretch",
@@ -129,12 +160,11 @@ if models is not None:
                      help="Make the compared version current, then rescore every user"):
             with common.guard("Promote failed"):
                 wb.promote(promotable, me)
-                jobs["rescore"] = wb.start_rescore(me).job_id
+                rescore(promotable)
                 st.rerun()
         if p2.button("Roll back", key="m_rollback", width="stretch", disabled=not me or running,
                      help="Make the previously current version current again"):
             with common.guard("Roll back failed"):
                 version = wb.rollback(me)
-                st.toast(f"Rolled back to {version}")
-                jobs["rescore"] = wb.start_rescore(me).job_id
+                rescore(version)
                 st.rerun()

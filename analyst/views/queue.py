@@ -56,12 +56,22 @@ if queue is not None:
                         wb.claim(case_id, me)
                     common.open_case(str(row["user_id"]))
 
+    if common.demo_mode() and not queue.empty:
+        with st.container(border=True):
+            g1, g2 = st.columns([4, 1], vertical_alignment="center")
+            g1.markdown("**Demo mode.** Take the guided walk through the riskiest case: numbered notes explain "
+                        "each part of the case page; ip and device ids are masked; ground truth can be revealed.")
+            if g2.button("Start the walk", icon=":material/school:", key="q_tour", width="stretch"):
+                common.open_case(str(queue.iloc[0]["user_id"]))
+
     if queue.empty:
         st.info("No case matches these filters. Widen the filters, or score new data "
                 "(`sleuth score`) to open cases.", icon=":material/inbox:")
     else:
         shown = queue.assign(
+            risk_pct=(queue["risk"] * 100).round(0),
             why=queue["why"].map(lambda w: common.WHY_LABELS.get(w, w)),
+            assignee=queue["assignee"].fillna("-"),
             link=[f"case?user={u}" for u in queue["user_id"]],
         )
         event = st.dataframe(
@@ -72,19 +82,20 @@ if queue is not None:
             height=min(38 + 35 * len(shown), 560),
             on_select="rerun",
             selection_mode="single-row",
-            column_order=["risk", "user_id", "top_reason", "tags", "why", "status", "assignee",
+            column_order=["risk_pct", "user_id", "top_reason", "tags", "why", "status", "assignee",
                           "age_days", "opened_at", "link"],
             column_config={
-                "risk": st.column_config.ProgressColumn("Risk", format="percent", min_value=0.0, max_value=1.0,
-                                                       width="small"),
+                "risk_pct": st.column_config.ProgressColumn("Risk", format="%d%%", min_value=0, max_value=100,
+                                                           width="small"),
                 "user_id": st.column_config.TextColumn("User", width="small"),
-                "top_reason": st.column_config.TextColumn("Top reason", width="medium"),
+                "top_reason": st.column_config.TextColumn("Top reason", width="large"),
                 "tags": st.column_config.ListColumn("Tags", width="small"),
                 "why": st.column_config.TextColumn("Why queued", help="high risk / uncertain / random control",
                                                    width="small"),
                 "status": st.column_config.TextColumn("Status", width="small"),
                 "assignee": st.column_config.TextColumn("Assignee", width="small"),
-                "age_days": st.column_config.NumberColumn("Account age (d)", format="%.1f", width="small"),
+                "age_days": st.column_config.NumberColumn("Age (d)", format="%.0f", width="small",
+                                                         help="Account age in days"),
                 "opened_at": st.column_config.DatetimeColumn("Opened", format="MM-DD HH:mm", width="small"),
                 "link": st.column_config.LinkColumn("Link", display_text="open", width="small"),
             },

@@ -1,5 +1,5 @@
 """Real-browser fixtures: Debian Chromium via pytest-playwright, `streamlit run app.py` on a free
-loopback port over a tiny real store (synthetic users, a tiny trained model, scored cases).
+loopback port over a copy of the tiny real store of tests/conftest.py (`tiny_home`).
 
 The app holds its DuckDB file open (one writer per process), so a test reads the store only after
 `server.stop()`. Screenshots go to <repo>/test-artifacts/ (git-ignored).
@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,30 +56,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_home(home: Path, n_users: int = 60, budget: int = 6, seed: int = 3) -> Path:
-    """A SLEUTH_HOME with events, half the labels, a tiny promoted model and `budget` open cases."""
-    from analyst.config import Settings
-    from analyst.service import Workbench
-    from analyst.synthetic import SyntheticConfig, generate
-    from models.scorer import ScorerConfig
-
-    home.mkdir(parents=True, exist_ok=True)
-    wb = Workbench(Settings.from_env(env={"SLEUTH_HOME": str(home)}))
-    try:
-        events, labels = generate(SyntheticConfig(n_users=n_users, seed=seed, fraud_rate=0.25))
-        wb.store.add_events(events)
-        wb.store.add_labels(labels.sample(frac=0.5, random_state=0))
-        tiny = ScorerConfig(d_model=16, n_layers=1, n_heads=2, max_events=48, pretrain_epochs=1,
-                            finetune_epochs=1, batch_size=16, seed=0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wb.train(config=tiny, progress=False)
-            wb.score(budget=budget)
-    finally:
-        wb.close()
-    return home
-
-
 @dataclass
 class Server:
     """A `streamlit run app.py` subprocess; `stop()` ends it (by its PID) and frees the store."""
@@ -111,7 +86,7 @@ def start_server(home: Path, log_path: Path, extra_env: dict | None = None, time
             [sys.executable, "-m", "streamlit", "run", str(APP),
              "--server.headless", "true", "--server.address", "127.0.0.1",
              "--server.port", str(port), "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
+             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     server = Server(home=home, url=f"http://127.0.0.1:{port}", proc=proc, log=log_path, env=env)
@@ -134,9 +109,12 @@ def start_server(home: Path, log_path: Path, extra_env: dict | None = None, time
         raise
 
 
-@pytest.fixture(scope="session")
-def browser_home(tmp_path_factory) -> Path:
-    return build_home(tmp_path_factory.mktemp("browser_home"))
+@pytest.fixture(scope="module")
+def browser_home(tiny_home, tmp_path_factory) -> Path:
+    """A private copy of the tiny home (tests/conftest.py): the browser test writes decisions."""
+    target = tmp_path_factory.mktemp("browser") / "home"
+    shutil.copytree(tiny_home.home, target)
+    return target
 
 
 @pytest.fixture(scope="module")

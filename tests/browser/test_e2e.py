@@ -46,12 +46,26 @@ def test_queue_to_decision_to_next_case(page: Page, server, artifacts):
     expect(page.get_by_role("heading", name="Why this risk")).to_be_visible()
     expect(page.get_by_text("Attribution by field")).to_be_attached()
 
-    # confirm with a note
+    # confirm with a reason code and a note
+    reason = page.get_by_role("combobox", name="Reason code")
+    reason.click()
+    reason.press_sequentially("Payment fr")  # the selectbox filters its options as one types
+    page.get_by_role("option", name="Payment fraud").click()
+    expect(reason).to_have_value("Payment fraud")
     page.get_by_label("Note").fill(NOTE)
     page.get_by_role("button", name="Confirm fraud").click()
     expect(page.get_by_text("Decision recorded", exact=True)).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Fraud confirmed by browser-analyst")).to_be_visible()
     page.screenshot(path=str(artifacts / "case_decided.png"))
+
+    # the one-file HTML report carries the decision and opens offline (plotly.js inline)
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Download case report").click()
+    report = artifacts / download.value.suggested_filename
+    download.value.save_as(report)
+    html = report.read_text()
+    assert f"Case report: user {user}" in html and NOTE in html and "Plotly.newPlot" in html
+    assert not re.search(r"<script[^>]+src=", html)
 
     # next case: another user
     page.get_by_role("button", name="Next case").click()
