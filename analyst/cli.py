@@ -241,7 +241,7 @@ def _serve(settings: Settings, port: int) -> int:
            "SLEUTH_HOME": str(settings.home.resolve()), "SLEUTH_MODELS": str(settings.model_dir.resolve())}
     cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     print(f"sleuth is serving on http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
     try:
         return subprocess.call(cmd, env=env)

@@ -88,6 +88,7 @@ class Workbench:
         self.store = store if store is not None else Store(settings.db_path)
         self._scorers: dict[str, object] = {}
         self._refs: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+        self._metrics: dict[tuple, dict] = {}
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._synthetic: bool | None = None
@@ -138,6 +139,7 @@ class Workbench:
         snapshot = {
             "events": int(len(events)), "users": int(events["user_id"].nunique()),
             "labels": int(len(labels)), "positives": int(labels["label"].sum()) if len(labels) else 0,
+            "max_label_id": int(labels["label_id"].max()) if len(labels) else None,
             "last_event_ts": str(events["ts"].max()), "seconds": round(time.perf_counter() - t0, 1),
         }
         metrics = dict(getattr(scorer, "fit_info_", {}) or {})
@@ -154,7 +156,7 @@ class Workbench:
 
     def _training_labels(self) -> pd.DataFrame:
         labels = self.store.latest_labels()
-        cols = [c for c in ("user_id", "label", "as_of", "split", "source") if c in labels.columns]
+        cols = [c for c in ("user_id", "label", "as_of", "split", "source", "label_id") if c in labels.columns]
         return labels[cols].reset_index(drop=True)
 
     def promote(self, version: str, analyst: str) -> None:
@@ -176,6 +178,56 @@ class Workbench:
 
     def models(self) -> pd.DataFrame:
         return self.store.models()
+
+    def model_metrics(self, version: str, ks: Sequence[int] = (10, 50, 100)) -> dict:
+        """How a version ranks the cases analysts reviewed after it was trained (held out by time).
+
+        Reviewed = the latest label of each user from an analyst decision or an imported outcome
+        (source analyst / import) with a label_id above the version's training snapshot, i.e. labels
+        the version never saw. Each is scored as of its `as_of`. Returns n, positives,
+        precision_at_k {k: precision among the k riskiest} for k <= n, and, with both outcomes
+        present, average_precision, auc_roc, pr_curve {recall, precision} and calibration
+        {prob_pred, prob_true} (scikit-learn's curves). Cached per version and label count.
+        """
+        from sklearn.calibration import calibration_curve
+        from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+        models = self.store.models().set_index("version")
+        if version not in models.index:
+            raise LookupError(f"no model version {version!r}")
+        snapshot = _loads(models.loc[version, "data_snapshot"])
+        seen = snapshot.get("max_label_id")
+        labels = self.store.latest_labels()
+        reviewed = labels[labels["source"].isin(["analyst", "import"])]
+        if seen is not None:
+            reviewed = reviewed[reviewed["label_id"] > int(seen)]
+        key = (version, int(len(labels)), int(labels["label_id"].max()) if len(labels) else 0)
+        with self._lock:
+            if key in self._metrics:
+                return self._metrics[key]
+        out: dict = {"n": int(len(reviewed)), "positives": int(reviewed["label"].sum()) if len(reviewed) else 0,
+                     "held_out_after_label_id": seen}
+        if len(reviewed):
+            events = self.store.events(user_ids=list(reviewed["user_id"]))
+            at = reviewed[["user_id", "as_of"]].reset_index(drop=True)
+            score = self.scorer(version).predict_proba(events, at=at)[:, 1]
+            y = reviewed["label"].to_numpy(dtype=int)
+            order = np.argsort(-score, kind="stable")
+            out["precision_at_k"] = {int(k): float(y[order[:k]].mean()) for k in ks if k <= len(y)} \
+                or {int(len(y)): float(y.mean())}
+            if 0 < y.sum() < len(y):
+                precision, recall, _ = precision_recall_curve(y, score)
+                prob_true, prob_pred = calibration_curve(y, score, n_bins=min(10, max(2, len(y) // 5)),
+                                                         strategy="quantile")
+                out.update(
+                    average_precision=float(average_precision_score(y, score)),
+                    auc_roc=float(roc_auc_score(y, score)),
+                    pr_curve={"recall": recall.tolist(), "precision": precision.tolist()},
+                    calibration={"prob_pred": prob_pred.tolist(), "prob_true": prob_true.tolist()},
+                )
+        with self._lock:
+            self._metrics[key] = out
+        return out
 
     # ------------------------------------------------------------------ scoring
     def score(self, *, version: str | None = None, budget: int | None = DEFAULT_ALERT_BUDGET,
@@ -510,6 +562,15 @@ def _ground_truth(timeline: pd.DataFrame) -> dict:
             planted.append(i)
             patterns.add(str(pattern))
     return {"label": int(bool(planted)), "patterns": sorted(patterns), "planted_events": planted}
+
+
+def _loads(value) -> dict:
+    """A JSON column (dict, JSON text or null) as a dict."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value:
+        return json.loads(value)
+    return {}
 
 
 def _jsonable(value):

@@ -159,3 +159,32 @@ def test_background_retrain_makes_a_candidate_then_promote_and_rollback(wb):
     assert wb.rollback("ana") == first and wb.current_version() == first
     actions = set(wb.audit()["action"])
     assert {"train", "promote", "rollback"} <= actions
+
+
+def test_model_metrics_use_reviewed_cases_the_version_never_saw(wb):
+    from analyst.synthetic import SyntheticConfig, generate
+
+    version = wb.current_version()
+    assert wb.model_metrics(version)["n"] == 0, "training labels (source synthetic) are not reviewed cases"
+    _, truth = generate(SyntheticConfig(n_users=60, seed=3, fraud_rate=0.25))  # same as the tiny home
+    truth = truth.set_index("user_id")["label"]
+    labelled = set(wb.store.latest_labels()["user_id"])
+    unlabelled = [u for u in truth.index if u not in labelled]
+    positives = [u for u in unlabelled if truth[u] == 1][:4]
+    negatives = [u for u in unlabelled if truth[u] == 0][:8]
+    for user in positives + negatives:
+        wb.decide(user, "fraud" if truth[user] else "legit", analyst="ana", reason_code="other",
+                  quality="useful", note="checked against ground truth")
+
+    metrics = wb.model_metrics(version)
+    assert metrics["n"] == len(positives) + len(negatives) and metrics["positives"] == len(positives)
+    assert set(metrics["precision_at_k"]) == {10}
+    assert 0.0 <= metrics["precision_at_k"][10] <= 1.0
+    assert metrics["pr_curve"]["recall"][0] == 1.0 and metrics["pr_curve"]["recall"][-1] == 0.0
+    assert len(metrics["calibration"]["prob_pred"]) == len(metrics["calibration"]["prob_true"]) >= 1
+    assert 0.0 <= metrics["average_precision"] <= 1.0 and 0.0 <= metrics["auc_roc"] <= 1.0
+
+    new = wb.train(config=tiny_scorer_config(seed=1), progress=False)
+    assert wb.model_metrics(new)["n"] == 0, "a version trained on the decisions has no held-out cases yet"
+    with pytest.raises(LookupError, match="no model version"):
+        wb.model_metrics("v-missing")
