@@ -55,7 +55,7 @@ from models.train import collate, context_start
 warnings.filterwarnings("ignore", message="Multiple layers provided", category=UserWarning)
 
 __all__ = [
-    "WhatIf", "Explanation", "explain", "what_if", "nearest_cases", "attention_rollout",
+    "WhatIf", "Explanation", "explain", "what_if", "masked_risk", "nearest_cases", "attention_rollout",
 ]
 
 
@@ -287,6 +287,42 @@ def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int 
         raise ValueError(f"event indexes {bad} out of range 0..{n - 1}")
     # inference only, no hooks: the scorer's own model is safe to share between threads here
     return _what_if_batch(_fitted(scorer), tl, at, [removed])[0]
+
+
+def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: int | None = None) -> float:
+    """The calibrated risk as of event `at` (default the last) with the *content* of the events
+    `masked` replaced by the attribution baseline (content field embeddings zeroed: what the
+    event was is hidden, that an event happened and when stays). This is the deletion that matches
+    the attributions' own counterfactual (bench/explain.py's faithfulness test); `what_if`
+    instead removes events and re-tokenizes the rest. Masked events after `at` change nothing.
+    Thread-safe (hooks go on a private model copy).
+    """
+    tl = _check_timeline(timeline)
+    n = len(tl)
+    at = n - 1 if at is None else _check_at(at, n)
+    positions = sorted({int(i) for i in masked})
+    bad = [i for i in positions if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"event indexes {bad} out of range 0..{n - 1}")
+    private = _private_scorer(scorer)
+    inputs = scorer.encode(tl.iloc[: at + 1])
+    start = at + 1 - int(inputs["event_type"].shape[1])
+    window = torch.as_tensor([i - start for i in positions if start <= i <= at], dtype=torch.long)
+
+    def zero_masked(module: torch.nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+        output = output.clone()
+        output[:, window] = 0.0          # PAD ids, amount value 0 and no query embed to exactly 0
+        return output
+
+    hooks = [m.register_forward_hook(zero_masked) for name, m in private.model_.embed.fields.items()
+             if name not in TIME_FIELDS]
+    try:
+        with torch.inference_mode():
+            z = float(private.risk_logits(inputs)[0, -1])
+    finally:
+        for h in hooks:
+            h.remove()
+    return float(scorer.calibrate(np.array([z]))[0])
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from models.explain import (
     Explanation,
     WhatIf,
     _private_scorer,
+    masked_risk,
     attention_rollout,
     explain,
     nearest_cases,
@@ -130,6 +131,24 @@ def test_planted_pattern_carries_most_of_the_attribution(fraud_cases) -> None:
 def test_removing_the_planted_events_lowers_the_risk(scorer, fraud_cases) -> None:
     lowered = [what_if(scorer, tl, np.flatnonzero(planted(tl))) < e.risk for tl, e in fraud_cases]
     assert np.mean(lowered) >= 0.75, lowered
+
+
+def test_masking_the_top_attributed_events_lowers_the_risk_more_than_random_ones(scorer, fraud_cases) -> None:
+    rng = np.random.default_rng(0)
+    for tl, e in fraud_cases:
+        assert masked_risk(scorer, tl, []) == pytest.approx(e.risk, abs=1e-5), "masking nothing changes nothing"
+        assert masked_risk(scorer, tl, [len(tl) - 1], at=0) == pytest.approx(e.risk_history[0], abs=1e-5), \
+            "masking a later event cannot change an earlier risk (causal)"
+    top_drops, random_drops = [], []
+    for tl, e in fraud_cases:
+        top = [i for i in e.top_events if i != e.at][:3]
+        pool = np.setdiff1d(np.arange(e.at), top)
+        top_drops.append(e.risk - masked_risk(scorer, tl, top))
+        random_drops.append(np.mean([e.risk - masked_risk(scorer, tl, rng.choice(pool, len(top), replace=False))
+                                     for _ in range(3)]))
+    assert np.mean(top_drops) > 2 * max(np.mean(random_drops), 0.0) and np.mean(top_drops) > 0, (top_drops, random_drops)
+    with pytest.raises(ValueError, match="out of range"):
+        masked_risk(scorer, fraud_cases[0][0], [10_000])
 
 
 def test_explanation_at_an_earlier_event(scorer, fraud_cases) -> None:
