@@ -16,6 +16,7 @@ pages = [
     st.Page("analyst/views/queue.py", title="Queue", icon=":material/inbox:", url_path="queue", default=True),
     st.Page("analyst/views/case.py", title="Case", icon=":material/person_search:", url_path="case"),
     st.Page("analyst/views/labels.py", title="Labels", icon=":material/fact_check:", url_path="labels"),
+    st.Page("analyst/views/review.py", title="Review", icon=":material/rate_review:", url_path="review"),
     st.Page("analyst/views/model.py", title="Model", icon=":material/model_training:", url_path="model"),
 ]
 page = st.navigation(pages, position="sidebar")

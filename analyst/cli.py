@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +19,8 @@ from analyst.config import REPO_ROOT, Settings
 
 DEMO_HISTORY_FRACTION = 0.4   # share of sample users whose ground truth the demo loads as past outcomes
 DEMO_HISTORY_SEED = 2026
+DEFAULT_UNCERTAIN_SHARE = 0.2  # `sleuth score --mix`: share of the budget near the alert cut / disagreeing
+DEFAULT_CONTROL_SHARE = 0.2    # `sleuth score --mix`: share drawn uniformly from the unflagged users
 
 
 class CliError(Exception):
@@ -87,14 +90,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    mix = _queue_mix(args)
     wb = _workbench(args)
     try:
         result = wb.score(budget=args.budget, top_pct=args.top_pct, explain_cases=not args.no_explain,
-                          progress=True)
+                          progress=True, mix=mix)
     finally:
         wb.close()
-    print(f"scored {result['scored']:,} users with {result['version']}; opened {result['opened']} cases")
+    kind = "" if mix is None else (f" (label queue: {mix.top_share:.0%} high risk, {mix.uncertain_share:.0%} "
+                                   f"uncertain, {mix.control_share:.0%} random control; seed {mix.seed})")
+    print(f"scored {result['scored']:,} users with {result['version']}; opened {result['opened']} cases{kind}")
     return 0
+
+
+def _queue_mix(args: argparse.Namespace):
+    """The QueueMix asked for by --mix / --uncertain-share / --control-share / --mix-seed, or None."""
+    from analyst.sampling import QueueMix
+
+    wanted = args.mix or any(v is not None for v in (args.uncertain_share, args.control_share, args.mix_seed))
+    if not wanted:
+        return None
+    if args.budget is None or args.budget < 1:
+        raise CliError(f"--budget {args.budget}: a mixed queue needs a budget >= 1")
+    seed = args.mix_seed if args.mix_seed is not None else int(date.today().strftime("%Y%m%d"))
+    return QueueMix.from_shares(
+        args.budget,
+        uncertain_share=DEFAULT_UNCERTAIN_SHARE if args.uncertain_share is None else args.uncertain_share,
+        control_share=DEFAULT_CONTROL_SHARE if args.control_share is None else args.control_share,
+        seed=seed,
+    )
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -307,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("ingest", cmd_ingest, "load event files (CSV / Parquet / JSONL / Taobao) and label files")
     p.add_argument("files", nargs="*", help="event files")
-    p.add_argument("--labels", help="a labels file (user_id, label, optional as_of, split, source...)")
+    p.add_argument("--labels", help="a labels file (user_id, label, optional as_of, split, source...), e.g. "
+                   "delayed ground truth (chargebacks, refund outcomes); rows without a source are stored "
+                   "as source=import, which model metrics count as reviewed outcomes and case pages show")
     p.add_argument("--format", choices=["csv", "parquet", "jsonl", "taobao"], help="default: by extension")
     p.add_argument("--map", action="append", metavar="SRC=DST",
                    help="rename a column to a schema column (repeatable), e.g. --map customer=user_id")
@@ -316,9 +342,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
 
     p = verb("score", cmd_score, "score every user with the current model and open cases")
-    p.add_argument("--budget", type=int, default=50, help="open cases for the top K unlabelled users")
+    p.add_argument("--budget", type=int, default=50,
+                   help="cases to open (default 50): the top K unlabelled users, or the size of the --mix queue")
     p.add_argument("--top-pct", type=float, help="open cases for the top P percent instead")
     p.add_argument("--no-explain", action="store_true", help="do not precompute explanations of cases")
+    p.add_argument("--mix", action="store_true",
+                   help="open a label-collection queue of --budget cases that mixes high-risk, uncertain "
+                        "(near the alert cut, or risk head and surprise disagree) and random-control "
+                        f"cases; default shares {1 - DEFAULT_UNCERTAIN_SHARE - DEFAULT_CONTROL_SHARE:.1f} / "
+                        f"{DEFAULT_UNCERTAIN_SHARE:.1f} / {DEFAULT_CONTROL_SHARE:.1f} (without it: high risk only)")
+    p.add_argument("--uncertain-share", type=float,
+                   help=f"share of the budget for uncertain cases (implies --mix; default {DEFAULT_UNCERTAIN_SHARE})")
+    p.add_argument("--control-share", type=float,
+                   help="share of the budget for a uniform random control sample of unflagged users, which "
+                        "gives unbiased base-rate and missed-fraud estimates (implies --mix; default "
+                        f"{DEFAULT_CONTROL_SHARE})")
+    p.add_argument("--mix-seed", type=int,
+                   help="seed of the control draw (implies --mix; default: today's date as YYYYMMDD)")
 
     p = verb("explain", cmd_explain, "explain one user's risk: attributions, surprise, reasons")
     p.add_argument("user")

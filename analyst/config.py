@@ -8,6 +8,7 @@
 | SLEUTH_ANALYST    | (unset)                     | analyst name recorded on decisions             |
 | SLEUTH_SAMPLE_DIR | <repo>/sample_data          | where `demo` finds the committed sample        |
 | SLEUTH_DEVICE     | auto                        | auto / cpu / cuda                              |
+| SLEUTH_SECOND_REVIEW_SHARE | 0.1     | share of decided cases sent to a blind second review (by a hash of case_id) |
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Settings:
     sample_dir: Path
     analyst: str | None = None
     device: str = "auto"
+    second_review_share: float = 0.1
 
     @classmethod
     def from_env(cls, db: str | os.PathLike | None = None, env: dict | None = None) -> "Settings":
@@ -38,6 +40,13 @@ class Settings:
         device = env.get("SLEUTH_DEVICE", "auto")
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"SLEUTH_DEVICE={device!r}: expected auto, cpu or cuda")
+        share_text = env.get("SLEUTH_SECOND_REVIEW_SHARE", "0.1")
+        try:
+            share = float(share_text)
+        except ValueError:
+            share = float("nan")
+        if not 0.0 <= share <= 1.0:  # also refuses nan
+            raise ValueError(f"SLEUTH_SECOND_REVIEW_SHARE={share_text!r}: expected a share in [0, 1], e.g. 0.1")
         return cls(
             home=home,
             db_path=db_path.expanduser(),
@@ -45,6 +54,7 @@ class Settings:
             sample_dir=sample_dir,
             analyst=env.get("SLEUTH_ANALYST") or None,
             device=device,
+            second_review_share=share,
         )
 
     def with_db(self, db: str | os.PathLike) -> "Settings":

@@ -13,13 +13,16 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from analyst.config import Settings
 from analyst.store import Store
+
+if TYPE_CHECKING:
+    from analyst.sampling import QueueMix
 
 DECISIONS: dict[str, int | None] = {"fraud": 1, "legit": 0, "escalate": None}
 REASON_CODES: tuple[str, ...] = (
@@ -32,7 +35,17 @@ ProgressFn = Callable[[float, str], None]
 
 
 class ConflictError(RuntimeError):
-    """The case changed (someone else decided or claimed it) since the caller last read it."""
+    """The case changed (someone else decided or claimed it) since the caller last read it.
+
+    Nothing was written. `note` is the caller's note, handed back so the UI can keep it; `case`
+    is the case as read right after the conflict (when a case was given; in a race the winner's
+    commit may still be in flight, so reload to see who decided).
+    """
+
+    def __init__(self, message: str, *, note: str | None = None, case: dict | None = None) -> None:
+        super().__init__(message)
+        self.note = note
+        self.case = case
 
 
 @dataclass(frozen=True)
@@ -232,12 +245,17 @@ class Workbench:
     # ------------------------------------------------------------------ scoring
     def score(self, *, version: str | None = None, budget: int | None = DEFAULT_ALERT_BUDGET,
               top_pct: float | None = None, explain_cases: bool = True, progress: bool = False,
-              on_progress: ProgressFn | None = None) -> dict:
+              on_progress: ProgressFn | None = None, mix: QueueMix | None = None) -> dict:
         """Score every user with a version, store the scores and open cases by an alert budget.
 
         Cases go to the riskiest users without a label yet: the top `budget` users, or the top
-        `top_pct` percent when given. Explanations of opened cases are computed now and stored
-        with the model version (frozen at alert time).
+        `top_pct` percent when given. With `mix` (an `analyst.sampling.QueueMix`) the label queue
+        mixes high-risk, uncertain and random-control cases instead (`why` says which); its
+        `mix.budget` is the number of cases (`top_pct`, when given, replaces it; `budget` is then
+        unused), users with a label or an undecided case are never drawn, and the draw (sizes,
+        control weight, threshold) is kept in the audit trail as action "queue_draw".
+        Explanations of opened cases are computed now and stored with the model version (frozen
+        at alert time).
         """
         version = version or self.current_version()
         scorer = self.scorer(version)
@@ -256,7 +274,11 @@ class Workbench:
             n_open = int(np.ceil(len(scores) * top_pct / 100))
         else:
             n_open = int(budget or 0)
-        chosen = candidates.head(n_open)
+        if mix is None:
+            chosen = candidates.head(n_open).assign(why="high_risk")
+        else:
+            chosen = self._mixed_queue(scorer, scores, labelled, mix, n_open if top_pct is not None else None,
+                                       version)
         reasons: dict[str, str] = {}
         if explain_cases:
             for i, user_id in enumerate(chosen["user_id"]):
@@ -268,7 +290,7 @@ class Workbench:
             pd.DataFrame({
                 "user_id": chosen["user_id"].astype(str),
                 "score": chosen["score"].astype(float),
-                "why": "high_risk",
+                "why": chosen["why"].astype(str),
                 "top_reason": [reasons.get(str(u), "") for u in chosen["user_id"]],
             }),
             version,
@@ -276,6 +298,24 @@ class Workbench:
         if on_progress:
             on_progress(1.0, f"scored {len(scores):,} users, opened {opened} cases")
         return {"version": version, "scored": int(len(scores)), "opened": int(opened)}
+
+    def _mixed_queue(self, scorer, scores: pd.DataFrame, labelled: set, mix: QueueMix, n_open: int | None,
+                     version: str) -> pd.DataFrame:
+        """The mixed label queue of a scoring run (see `analyst.sampling`), its draw audited."""
+        from dataclasses import replace
+
+        from analyst.sampling import QueueMix, queue_draw
+
+        if not isinstance(mix, QueueMix):
+            raise ValueError(f"mix={mix!r}: expected an analyst.sampling.QueueMix")
+        if n_open is not None:
+            mix = replace(mix, budget=max(int(n_open), 1))
+        cases = self.store.cases()
+        busy = set(cases.loc[cases["status"] != "decided", "user_id"]) if not cases.empty else set()
+        supervised = getattr(scorer, "mode_", "supervised") != "surprise"
+        chosen, record = queue_draw(scores, labelled | busy, mix, use_head=supervised)
+        self.store.add_audit("system", "queue_draw", new=version, detail=record)
+        return chosen
 
     # ------------------------------------------------------------------ explanations
     def explanation(self, user_id: str, *, version: str | None = None, fresh: bool = False, until=None):
@@ -488,9 +528,42 @@ class Workbench:
             model_version=self.current_version(),
         )
         if result is None:
-            raise ConflictError(f"case {case_id} was changed by someone else; reload it (your note was not lost)")
+            raise ConflictError(f"case {case_id} was changed by someone else; reload it (your note was not lost)",
+                                note=note.strip(), case=self.store.case(case_id) if case_id is not None else None)
         return Decision(label_id=result, case_id=case_id, user_id=user_id, decision=decision,
                         next_case_id=self.next_case(analyst, after_case_id=case_id))
+
+    # ------------------------------------------------------------------ second review (analyst/review.py)
+    def second_reviews_due(self, analyst: str) -> pd.DataFrame:
+        """Blind second reviews `analyst` may do (nothing of the first decision); see analyst/review.py."""
+        from analyst import review
+        return review.due(self, analyst)
+
+    def blind_case(self, case_id: int, reviewer: str) -> CaseView:
+        """A decided case without its labels, audit and decision fields, for a blind second review."""
+        from analyst import review
+        return review.blind_case(self, case_id, reviewer)
+
+    def second_review(self, case_id: int, decision: str, *, reviewer: str, reason_code: str, note: str):
+        """Record a blind second review (a `reviews` row, not a label) -> review.Review."""
+        from analyst import review
+        return review.second_review(self, case_id, decision, reviewer=reviewer, reason_code=reason_code, note=note)
+
+    def agreement(self, threshold: float = 0.5):
+        """Cohen's kappa per analyst pair and analyst vs the current model -> review.Agreement."""
+        from analyst import review
+        return review.agreement(self, threshold)
+
+    def disagreements(self, *, include_adjudicated: bool = False) -> pd.DataFrame:
+        """Second reviews that disagree with the first decision and await adjudication."""
+        from analyst import review
+        return review.disagreements(self, include_adjudicated=include_adjudicated)
+
+    def adjudicate(self, review_id: int, decision: str, *, adjudicator: str, reason_code: str, note: str):
+        """A third analyst's final label of a disagreement (a new label row) -> review.Adjudication."""
+        from analyst import review
+        return review.adjudicate(self, review_id, decision, adjudicator=adjudicator, reason_code=reason_code,
+                                 note=note)
 
     # ------------------------------------------------------------------ labels
     def label_history(self) -> pd.DataFrame:

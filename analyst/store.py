@@ -73,6 +73,7 @@ _DDL = [
     "CREATE SEQUENCE IF NOT EXISTS sleuth.main.score_id_seq",
     "CREATE SEQUENCE IF NOT EXISTS sleuth.main.case_id_seq",
     "CREATE SEQUENCE IF NOT EXISTS sleuth.main.audit_id_seq",
+    "CREATE SEQUENCE IF NOT EXISTS sleuth.main.review_id_seq",
     "CREATE TABLE IF NOT EXISTS sleuth.meta (key VARCHAR NOT NULL, value VARCHAR)",
     "CREATE TABLE IF NOT EXISTS sleuth.events (" + _EVENT_DDL + ")",
     """CREATE TABLE IF NOT EXISTS sleuth.user_stats (
@@ -110,10 +111,20 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS sleuth.explanations (
         user_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, at_ts TIMESTAMP,
         created_at TIMESTAMP, payload JSON)""",
+    # one blind second review per decided case (UNIQUE: of two concurrent reviews one commits);
+    # the first decision is copied in so agreement stays what it was when later labels arrive;
+    # the adjudication columns are filled when a third analyst records the final label
+    """CREATE TABLE IF NOT EXISTS sleuth.reviews (
+        review_id BIGINT NOT NULL DEFAULT nextval('sleuth.main.review_id_seq'),
+        case_id BIGINT NOT NULL UNIQUE, user_id VARCHAR NOT NULL, first_label_id BIGINT,
+        first_analyst VARCHAR, first_label TINYINT, reviewer VARCHAR NOT NULL,
+        label TINYINT NOT NULL, reason VARCHAR, note VARCHAR, reviewed_at TIMESTAMP,
+        adjudicator VARCHAR, adjudicated_label_id BIGINT, final_label TINYINT,
+        adjudicated_at TIMESTAMP)""",
 ]
 TABLES: tuple[str, ...] = (
     "events", "user_stats", "labels", "scores", "models", "cases", "audit", "explanations",
-    "quarantine", "ingests",
+    "quarantine", "ingests", "reviews",
 )
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 
@@ -768,6 +779,104 @@ class Store:
             return self._read("SELECT * FROM sleuth.audit ORDER BY audit_id")
         return self._read("SELECT * FROM sleuth.audit WHERE user_id = ? ORDER BY audit_id",
                           [str(user_id)])
+
+    # ------------------------------------------------------------------ second reviews
+    def decided_cases(self) -> pd.DataFrame:
+        """Cases decided fraud/legit, with their (latest) first decision: case_id, user_id,
+        opened_at, score (at alert time), decided_at, first_analyst (who decided), first_decision, first_label,
+        first_label_id, as_of (of that label), first_note. Ordered by case_id."""
+        return self._read(
+            "SELECT c.case_id, c.user_id, c.opened_at, c.score, c.decided_at, a.actor AS first_analyst, "
+            "c.decision AS first_decision, l.label AS first_label, l.label_id AS first_label_id, "
+            "l.as_of, l.note AS first_note "
+            "FROM sleuth.cases c "
+            "JOIN sleuth.audit a ON a.case_id = c.case_id AND a.action = 'decide' "
+            "JOIN sleuth.labels l "
+            "  ON l.label_id = TRY_CAST(json_extract_string(a.detail, '$.label_id') AS BIGINT) "
+            "WHERE c.status = 'decided' AND c.decision IN ('fraud', 'legit') "
+            "QUALIFY row_number() OVER (PARTITION BY c.case_id ORDER BY a.audit_id DESC) = 1 "
+            "ORDER BY c.case_id"
+        )
+
+    def record_review(self, *, case_id: int, user_id: str, first_label_id: int | None,
+                      first_analyst: str | None, first_label: int | None, reviewer: str,
+                      label: int, reason: str | None, note: str | None) -> int | None:
+        """A blind second review of a decided case and its audit row, in ONE transaction.
+
+        Returns the review_id; None when the case has a second review already (also when a
+        concurrent review of the same case committed first: the UNIQUE case_id decides).
+        """
+        if label not in (0, 1):
+            raise ValueError(f"label={label!r}: expected 0 or 1")
+        now = utcnow()
+        try:
+            with self._tx() as cur:
+                review_id = cur.execute(
+                    "INSERT INTO sleuth.reviews (case_id, user_id, first_label_id, first_analyst, "
+                    "first_label, reviewer, label, reason, note, reviewed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING review_id",
+                    [int(case_id), str(user_id), first_label_id, first_analyst, first_label,
+                     reviewer, int(label), reason, note, now],
+                ).fetchall()[0][0]
+                cur.execute(
+                    "INSERT INTO sleuth.audit (\"at\", actor, action, user_id, case_id, old, new, detail) "
+                    "VALUES (?, ?, 'second_review', ?, ?, NULL, ?, ?)",
+                    [now, reviewer, str(user_id), int(case_id), "fraud" if label else "legit",
+                     _json({"review_id": review_id, "label": int(label), "reason": reason,
+                            "note": note})],
+                )
+        except (duckdb.ConstraintException, duckdb.TransactionException):
+            return None
+        return int(review_id)
+
+    def reviews(self) -> pd.DataFrame:
+        """Every second review (with its adjudication, if any), oldest first."""
+        return self._read("SELECT * FROM sleuth.reviews ORDER BY review_id")
+
+    def record_adjudication(self, *, review_id: int, label: int, as_of: Any, adjudicator: str,
+                            reason: str | None, note: str | None) -> int | None:
+        """The final label of a disagreement, in ONE transaction: a new label row (source
+        'analyst', reason 'adjudication'; labels stay append-only, the latest wins), the review
+        marked adjudicated, and an audit row. Returns the label_id; None when the review is
+        missing or was adjudicated already (or concurrently)."""
+        if label not in (0, 1):
+            raise ValueError(f"label={label!r}: expected 0 or 1")
+        now = utcnow()
+        try:
+            with self._tx() as cur:
+                rows = cur.execute(
+                    "SELECT user_id, case_id, first_label, label FROM sleuth.reviews "
+                    "WHERE review_id = ? AND adjudicated_label_id IS NULL", [int(review_id)],
+                ).fetchall()
+                if not rows:
+                    raise _Conflict
+                user_id, case_id, first_label, second_label = rows[0]
+                label_id = cur.execute(
+                    "INSERT INTO sleuth.labels (user_id, label, as_of, source, analyst, reason, "
+                    "note, decided_at) VALUES (?, ?, ?, 'analyst', ?, 'adjudication', ?, ?) "
+                    "RETURNING label_id",
+                    [user_id, int(label), to_utc(as_of, "as_of"), adjudicator, note, now],
+                ).fetchall()[0][0]
+                n = cur.execute(
+                    "UPDATE sleuth.reviews SET adjudicator = ?, adjudicated_label_id = ?, "
+                    "final_label = ?, adjudicated_at = ? "
+                    "WHERE review_id = ? AND adjudicated_label_id IS NULL",
+                    [adjudicator, label_id, int(label), now, int(review_id)],
+                ).fetchall()[0][0]
+                if n != 1:
+                    raise _Conflict
+                cur.execute(
+                    "INSERT INTO sleuth.audit (\"at\", actor, action, user_id, case_id, old, new, detail) "
+                    "VALUES (?, ?, 'adjudicate', ?, ?, ?, ?, ?)",
+                    [now, adjudicator, user_id, case_id,
+                     _json({"first_label": first_label, "second_label": second_label}),
+                     "fraud" if label else "legit",
+                     _json({"review_id": int(review_id), "label_id": label_id, "label": int(label),
+                            "reason_code": reason, "note": note})],
+                )
+        except (_Conflict, duckdb.TransactionException):
+            return None
+        return int(label_id)
 
     # ------------------------------------------------------------------ explanations
     def save_explanation(self, user_id: str, model_version: str, at: Any, payload: dict) -> None:

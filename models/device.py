@@ -28,7 +28,9 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def use_all_cores(device: torch.device) -> None:
-    """On CPU, let torch use every core the process may run on."""
-    if device.type == "cpu":
+    """On CPU, let torch use every core the process may run on (its CPU affinity), unless
+    OMP_NUM_THREADS says otherwise (e.g. two trainings sharing a machine: more threads than cores
+    makes torch's threads wait on each other and everything many times slower)."""
+    if device.type == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         torch.set_num_threads(max(1, cores or 1))

@@ -11,6 +11,7 @@ from analyst.views import common
 
 CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
 FLASH_KEY = "case_flash"     # the last decision, shown once after the rerun that records it
+CONFLICT_KEY = "case_conflict"  # {"user_id", "decision", "note"}: this tab's decision that lost a race
 # reason codes that contradict a decision (a UI consistency check before anything is written)
 CONTRADICTS = {"fraud": {"legitimate_behaviour"},
                "legit": {"account_takeover", "payment_fraud", "promo_abuse", "refund_abuse", "fake_reviews",
@@ -127,10 +128,19 @@ if case:
     chips.append(f":gray-badge[opened {common.fmt_when(case.get('opened_at'))}]")
 else:
     chips.append(":gray-badge[no open case]")
-if len(view.labels):
+# a blind second reviewer of this user does not see the first decision here either
+blind = bool(me) and str(user_id) in set(wb.second_reviews_due(me)["user_id"].astype(str))
+if len(view.labels) and not blind:
     last = view.labels.iloc[-1].get("label")
     chips.append(f":violet-badge[last decision: {'fraud' if last == 1 else 'legit' if last == 0 else 'escalated'}]")
+    imported = view.labels[view.labels["source"] == "import"] if "source" in view.labels.columns else view.labels.iloc[0:0]
+    if len(imported):  # delayed ground truth (chargebacks, refunds) from `sleuth ingest --labels`
+        outcome = "fraud" if imported.iloc[-1].get("label") == 1 else "legit"
+        chips.append(f":green-badge[:material/receipt_long: outcome imported: {outcome}]")
 chips_slot.markdown(" ".join(chips))
+if blind:
+    flash_slot.info("You have a blind second review of this case on the Review page: its first decision and "
+                    "history are hidden here until you record it.", icon=":material/visibility_off:")
 with head_r:
     st.download_button(
         "Download case report", icon=":material/download:", width="stretch",
@@ -212,13 +222,29 @@ with decide_col:
     _tour(5, "Record what you conclude. A note is required; it is kept with the label and the audit trail.")
     if not me:
         st.warning("Enter your name in the sidebar: it is recorded with every decision.", icon=":material/person:")
+    note_key = f"note_{view.user_id}"
+    conflict = st.session_state.get(CONFLICT_KEY)
+    if conflict and conflict["user_id"] != view.user_id:
+        st.session_state.pop(CONFLICT_KEY, None)
+        conflict = None
+    if conflict:
+        now = case.get("decision")
+        by = f" ({common.DECISION_LABELS.get(now, now)} by {case.get('assignee') or 'another analyst'})" if now else ""
+        st.error(f"Not recorded: someone else decided this case{by} after you opened it, so your "
+                 f"'{common.DECISION_LABELS.get(conflict['decision'], conflict['decision'])}' was not saved. "
+                 f"Your note is kept below; the case now shows their decision (History & audit). Submit again "
+                 f"if you still disagree: it is added as a new decision.\n\nYour note: {conflict['note']}",
+                 icon=":material/sync_problem:")
+        if not st.session_state.get(note_key):
+            st.session_state[note_key] = conflict["note"]
     default_reason = "payment_fraud" if (view.risk or 0) >= 0.5 else "legitimate_behaviour"
     with st.form(f"decision_{view.user_id}", border=True, enter_to_submit=False):
         reason = st.selectbox("Reason code", REASON_CODES, index=REASON_CODES.index(default_reason),
                               format_func=lambda r: r.replace("_", " ").capitalize())
         quality = st.radio("Alert quality", ALERT_QUALITY, index=0, horizontal=True,
                            format_func=lambda q: q.capitalize())
-        note = st.text_area("Note", placeholder="What did you see? (required)", height=90, required=True)
+        note = st.text_area("Note", placeholder="What did you see? (required)", height=90, required=True,
+                            key=note_key)
         pressed = None
         if st.form_submit_button("Confirm fraud", type="primary", width="stretch", icon=":material/gpp_bad:"):
             pressed = "fraud"
@@ -239,12 +265,16 @@ with decide_col:
             try:
                 decision = wb.decide(view.user_id, pressed, analyst=me, reason_code=reason, quality=quality,
                                      note=note, case_id=_int(case.get("case_id")), expected_version=_int(case.get("version")))
-            except ConflictError:
-                st.error("This case was changed by someone else since you opened it. Reload the page to see "
-                         "the latest; nothing was recorded.")
+            except ConflictError as exc:
+                # keep the note (the text area keeps its value; the banner repeats it) and reload the case
+                st.session_state[CONFLICT_KEY] = {"user_id": view.user_id, "decision": pressed,
+                                                  "note": exc.note or note}
+                st.session_state.pop(CACHE_KEY, None)
+                st.rerun()
             except Exception as exc:
                 st.error(f"Could not record the decision: {common.error_message(exc)}")
             else:
+                st.session_state.pop(CONFLICT_KEY, None)
                 st.session_state[FLASH_KEY] = {"user_id": view.user_id, "decision": decision.decision,
                                                "analyst": me, "next_case_id": decision.next_case_id,
                                                "case_id": decision.case_id}
@@ -359,6 +389,9 @@ def similar_panel() -> None:
 
 def history_panel() -> None:
     """This user's decisions (append-only labels) and audit trail."""
+    if blind:
+        st.info("Hidden while your blind second review of this case is open (Review page).")
+        return
     st.markdown("**Decisions (labels, newest last)**")
     if view.labels.empty:
         st.caption("No decision yet.")

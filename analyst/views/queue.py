@@ -90,8 +90,10 @@ if queue is not None:
                 "user_id": st.column_config.TextColumn("User", width="small"),
                 "top_reason": st.column_config.TextColumn("Top reason", width="large"),
                 "tags": st.column_config.ListColumn("Tags", width="small"),
-                "why": st.column_config.TextColumn("Why queued", help="high risk / uncertain / random control",
-                                                   width="small"),
+                "why": st.column_config.TextColumn(
+                    "Why queued", width="small",
+                    help="High risk: among the riskiest users. Uncertain: near the alert cut, or the risk head "
+                         "and the surprise disagree. Random control: drawn at random from unflagged users."),
                 "status": st.column_config.TextColumn("Status", width="small"),
                 "assignee": st.column_config.TextColumn("Assignee", width="small"),
                 "age_days": st.column_config.NumberColumn("Age (d)", format="%.0f", width="small",
@@ -100,6 +102,10 @@ if queue is not None:
                 "link": st.column_config.LinkColumn("Link", display_text="open", width="small"),
             },
         )
+        if (queue["why"] == "control").any():
+            st.caption(f"**{common.WHY_LABELS['control']}** cases are a random sample of users the model did not "
+                       "flag: deciding them honestly measures the fraud base rate and the frauds the queue misses, "
+                       "free of selection bias.")
         rows = event.selection.rows if event is not None else []
         if rows:
             picked = queue.iloc[rows[0]]
