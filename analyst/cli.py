@@ -254,7 +254,11 @@ def prepare_demo(settings: Settings) -> None:
             print("training the default model (about 2 minutes on 2 CPU cores)")
             wb.train(progress=True)
         if wb.store.cases().empty:
-            result = wb.score(progress=True)
+            from analyst.sampling import QueueMix
+
+            # the demo queue shows all three reasons a case is queued (high risk / uncertain /
+            # random control), with the default shares 0.6 / 0.2 / 0.2 and a fixed control draw
+            result = wb.score(progress=True, mix=QueueMix(budget=50, seed=DEMO_HISTORY_SEED))
             print(f"scored {result['scored']:,} users, opened {result['opened']} cases")
     finally:
         wb.close()

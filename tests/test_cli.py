@@ -95,3 +95,31 @@ def test_evaluate_writes_the_contract_json(data_dir, tmp_path):
     assert set(result["model"]) >= keys
     assert set(result["baselines"]) == {"isolation_forest", "gradient_boosting"}
     assert result["n_train"] + result["n_test"] == 80
+
+
+def test_demo_builds_its_store_once_from_the_sample(data_dir, tmp_path):
+    from analyst.cli import DEMO_HISTORY_FRACTION, prepare_demo
+    from analyst.config import Settings
+    from analyst.service import Workbench
+
+    settings = Settings.from_env(env={"SLEUTH_HOME": str(tmp_path / "home"), "SLEUTH_SAMPLE_DIR": str(data_dir)})
+    prepare_demo(settings)
+    wb = Workbench(settings)
+    try:
+        truth = pd.read_parquet(data_dir / "labels.parquet")
+        labels = wb.store.latest_labels()
+        assert len(labels) == round(DEMO_HISTORY_FRACTION * len(truth)) and set(labels["source"]) == {"synthetic"}
+        version = wb.current_version()
+        assert version is not None
+        cases = wb.store.cases()
+        assert not set(cases["user_id"]) & set(labels["user_id"]), "the queue holds users without outcomes"
+        assert {"high_risk", "control"} <= set(cases["why"]), "the demo queue mixes high risk and control cases"
+    finally:
+        wb.close()
+    prepare_demo(settings)  # second run: everything is there, nothing is redone
+    wb = Workbench(settings)
+    try:
+        assert list(wb.models()["version"]) == [version]
+        assert len(wb.store.cases()) == len(cases)
+    finally:
+        wb.close()
