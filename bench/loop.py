@@ -16,7 +16,9 @@ Simulation on `--users` synthetic users (analyst.synthetic, ground truth known):
 
 Per strategy, per round: precision_at_100 = share of fraud among the cases served that round (the
 key keeps its name whatever --per-round is), precision_top = the same among its high-risk cases,
-auprc = AUPRC on the holdout of the model retrained after that round, base_rate_est = the
+auprc = AUPRC on the holdout of the model retrained after that round, holdout_precision_at_100 =
+its precision among the 100 riskiest holdout users (a fixed population: the served queue's
+precision also falls as the frauds get found and used up), base_rate_est = the
 control-sample estimate of the candidates' fraud rate from that round's cases alone, with its
 95% interval base_rate_ci (analyst.sampling.estimate_rates; mix only; with 20 control labels a
 round the interval is wide, and says so; `base_rate_true` is the truth), frauds_found =
@@ -70,6 +72,14 @@ def auprc(scores: pd.DataFrame, truth: pd.Series, holdout: np.ndarray) -> float:
     return float(average_precision_score(truth.loc[holdout].to_numpy(), s))
 
 
+def holdout_precision_at(scores: pd.DataFrame, truth: pd.Series, holdout: np.ndarray, k: int = 100) -> float:
+    """Share of fraud among the k riskiest holdout users: precision@k of the model on a fixed
+    population nobody labels (the served queue's precision also falls as frauds get used up)."""
+    s = scores.set_index("user_id")["score"].loc[holdout]
+    top = s.sort_values(ascending=False, kind="stable").index[: min(k, len(s))]
+    return float(truth.loc[top].mean())
+
+
 def serve(strategy: str, scores: pd.DataFrame, exclude: set, per_round: int, mix: QueueMix,
           supervised: bool) -> pd.DataFrame:
     """The cases one round serves (user_id, score, why, sample_weight)."""
@@ -99,13 +109,15 @@ def run(args: argparse.Namespace) -> dict:
     log("round 0: fitting the zero-label model (ranks by surprise)")
     start = fit(config, events, None)
     start_scores = start.score_users(events)
-    out: dict = {"auprc_start": auprc(start_scores, truth, holdout)}
+    out: dict = {"auprc_start": auprc(start_scores, truth, holdout),
+                 "holdout_precision_at_100_start": holdout_precision_at(start_scores, truth, holdout)}
     log(f"round 0: holdout AUPRC {out['auprc_start']:.4f}")
 
     for strategy in STRATEGIES:
         scorer, scores = start, start_scores
         labelled: list[pd.DataFrame] = []
-        result: dict[str, list] = {k: [] for k in ("precision_at_100", "precision_top", "auprc", "frauds_found",
+        result: dict[str, list] = {k: [] for k in ("precision_at_100", "precision_top", "auprc",
+                                                   "holdout_precision_at_100", "frauds_found",
                                                    "base_rate_est", "base_rate_ci", "base_rate_true", "mode")}
         for r in range(1, args.rounds + 1):
             done = set(pd.concat(labelled)["user_id"]) if labelled else set()
@@ -131,9 +143,11 @@ def run(args: argparse.Namespace) -> dict:
             scorer = fit(config, events, pd.concat(labelled, ignore_index=True))
             scores = scorer.score_users(events)
             result["auprc"].append(auprc(scores, truth, holdout))
+            result["holdout_precision_at_100"].append(holdout_precision_at(scores, truth, holdout))
             result["mode"].append(str(getattr(scorer, "mode_", "")))
             log(f"{strategy} round {r}: precision {result['precision_at_100'][-1]:.3f}, "
-                f"holdout AUPRC {result['auprc'][-1]:.4f} ({result['mode'][-1]})")
+                f"holdout AUPRC {result['auprc'][-1]:.4f}, holdout precision@100 "
+                f"{result['holdout_precision_at_100'][-1]:.2f} ({result['mode'][-1]})")
         out[strategy] = result
 
     out.update(

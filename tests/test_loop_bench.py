@@ -23,10 +23,12 @@ def test_loop_bench_prints_the_json_schema() -> None:
     assert result["users"] == 200 and result["rounds"] == rounds and result["per_round"] == per_round
     assert result["scorer"]["d_model"] == 16 and result["scorer"]["n_layers"] == 1, "--quick, then --scorer-json"
     assert 0.0 <= result["auprc_start"] <= 1.0
+    assert 0.0 <= result["holdout_precision_at_100_start"] <= 1.0
     assert result["holdout_positives"] >= 1
     for strategy in ("mix", "top_only"):
         run = result[strategy]
-        for key in ("precision_at_100", "auprc", "precision_top", "frauds_found", "base_rate_true"):
+        for key in ("precision_at_100", "auprc", "holdout_precision_at_100", "precision_top", "frauds_found",
+                    "base_rate_true"):
             assert len(run[key]) == rounds, (strategy, key)
         assert all(0.0 <= v <= 1.0 for v in run["precision_at_100"] + run["auprc"])
         assert run["frauds_found"] == sorted(run["frauds_found"])
