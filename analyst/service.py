@@ -31,6 +31,8 @@ REASON_CODES: tuple[str, ...] = (
 )
 ALERT_QUALITY: tuple[str, ...] = ("useful", "partly useful", "not useful")
 DEFAULT_ALERT_BUDGET = 50
+BACKTEST_SHARE = 0.2   # most recent share of reviewed labels a retrain holds out for the backtest
+BACKTEST_MIN = 10      # fewer reviewed labels than this: no backtest hold-out (too few to measure)
 ProgressFn = Callable[[float, str], None]
 
 
@@ -128,11 +130,20 @@ class Workbench:
             return self._scorers[version]
 
     def train(self, *, config=None, analyst: str | None = None, progress: bool = True,
-              promote_if_first: bool = True, on_progress: ProgressFn | None = None) -> str:
+              promote_if_first: bool = True, on_progress: ProgressFn | None = None,
+              backtest_share: float = BACKTEST_SHARE) -> str:
         """Fit a new model version on all events and the latest labels; register it as candidate.
 
-        The first model of a store is promoted to current (there is nothing to compare it with).
+        Backtest: when at least BACKTEST_MIN reviewed labels (analyst decisions and imported
+        outcomes) exist, the most recent `backtest_share` of them (by label_id, i.e. by time) are
+        held out of this fit, so the new version can be compared with the current one on cases
+        neither has seen (`model_metrics(..., compare_with=...)`); the next retrain includes them.
+        The held-out label ids are kept in the version's data snapshot. The first model of a store
+        is promoted to current (there is nothing to compare it with); later ones stay candidates
+        until someone promotes them.
         """
+        if not 0.0 <= backtest_share < 1.0:
+            raise ValueError(f"backtest_share={backtest_share!r}: expected a share in [0, 1)")
         from models.scorer import Scorer, ScorerConfig
 
         if on_progress:
@@ -141,6 +152,8 @@ class Workbench:
         if events.empty:
             raise ValueError(f"the store {self.settings.db_path} holds no events: run `sleuth ingest` first")
         labels = self._training_labels()
+        held = _backtest_ids(labels, backtest_share)
+        labels = labels[~labels["label_id"].isin(held)].reset_index(drop=True) if held else labels
         version = _new_version()
         path = self.settings.model_dir / version
         if on_progress:
@@ -153,6 +166,7 @@ class Workbench:
             "events": int(len(events)), "users": int(events["user_id"].nunique()),
             "labels": int(len(labels)), "positives": int(labels["label"].sum()) if len(labels) else 0,
             "max_label_id": int(labels["label_id"].max()) if len(labels) else None,
+            "backtest_label_ids": held,
             "last_event_ts": str(events["ts"].max()), "seconds": round(time.perf_counter() - t0, 1),
         }
         metrics = dict(getattr(scorer, "fit_info_", {}) or {})
@@ -192,12 +206,15 @@ class Workbench:
     def models(self) -> pd.DataFrame:
         return self.store.models()
 
-    def model_metrics(self, version: str, ks: Sequence[int] = (10, 50, 100)) -> dict:
-        """How a version ranks the cases analysts reviewed after it was trained (held out by time).
+    def model_metrics(self, version: str, ks: Sequence[int] = (10, 50, 100), *,
+                      compare_with: str | None = None) -> dict:
+        """How a version ranks the cases analysts reviewed that it never saw (held out by time).
 
         Reviewed = the latest label of each user from an analyst decision or an imported outcome
-        (source analyst / import) with a label_id above the version's training snapshot, i.e. labels
-        the version never saw. Each is scored as of its `as_of`. Returns n, positives,
+        (source analyst / import) that the version did not train on: a label_id above its training
+        snapshot, or one of the labels its retrain held out for the backtest. With `compare_with`
+        (another version), only the labels NEITHER version saw, so the two are measured on the same
+        cases. Each is scored as of its `as_of`. Returns n, positives,
         precision_at_k {k: precision among the k riskiest} for k <= n, and, with both outcomes
         present, average_precision, auc_roc, pr_curve {recall, precision} and calibration
         {prob_pred, prob_true} (scikit-learn's curves). Cached per version and label count.
@@ -206,15 +223,16 @@ class Workbench:
         from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
         models = self.store.models().set_index("version")
-        if version not in models.index:
-            raise LookupError(f"no model version {version!r}")
-        snapshot = _loads(models.loc[version, "data_snapshot"])
-        seen = snapshot.get("max_label_id")
+        for v in (version, compare_with):
+            if v is not None and v not in models.index:
+                raise LookupError(f"no model version {v!r}")
         labels = self.store.latest_labels()
         reviewed = labels[labels["source"].isin(["analyst", "import"])]
-        if seen is not None:
-            reviewed = reviewed[reviewed["label_id"] > int(seen)]
-        key = (version, int(len(labels)), int(labels["label_id"].max()) if len(labels) else 0)
+        for v in (version, compare_with):
+            if v is not None:
+                reviewed = reviewed[_unseen_by(_loads(models.loc[v, "data_snapshot"]), reviewed["label_id"])]
+        seen = _loads(models.loc[version, "data_snapshot"]).get("max_label_id")
+        key = (version, compare_with, int(len(labels)), int(labels["label_id"].max()) if len(labels) else 0)
         with self._lock:
             if key in self._metrics:
                 return self._metrics[key]
@@ -635,6 +653,25 @@ def _ground_truth(timeline: pd.DataFrame) -> dict:
             planted.append(i)
             patterns.add(str(pattern))
     return {"label": int(bool(planted)), "patterns": sorted(patterns), "planted_events": planted}
+
+
+def _backtest_ids(labels: pd.DataFrame, share: float) -> list[int]:
+    """label_ids of the most recent `share` of reviewed labels (analyst / import), held out of a
+    retrain for the backtest; none when fewer than BACKTEST_MIN reviewed labels exist."""
+    if share <= 0 or "label_id" not in labels.columns:
+        return []
+    reviewed = labels[labels["source"].isin(["analyst", "import"])].sort_values("label_id")
+    if len(reviewed) < BACKTEST_MIN:
+        return []
+    n = int(np.ceil(share * len(reviewed)))
+    return [int(i) for i in reviewed["label_id"].iloc[-n:]]
+
+
+def _unseen_by(snapshot: dict, label_ids: pd.Series) -> pd.Series:
+    """Mask of the label ids a version did not train on (after its snapshot, or held out)."""
+    seen = snapshot.get("max_label_id")
+    unseen = label_ids > int(seen) if seen is not None else pd.Series(True, index=label_ids.index)
+    return unseen | label_ids.isin(snapshot.get("backtest_label_ids") or [])
 
 
 def _loads(value) -> dict:

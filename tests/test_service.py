@@ -1,13 +1,15 @@
 """The use cases the app and the CLI share, against a real DuckDB file and a tiny trained model."""
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 
 import pandas as pd
 import pytest
 
-from analyst.service import ConflictError, Workbench
+from analyst.service import BACKTEST_SHARE, ConflictError, Workbench
 from tests.conftest import tiny_scorer_config
 
 
@@ -184,7 +186,19 @@ def test_model_metrics_use_reviewed_cases_the_version_never_saw(wb):
     assert len(metrics["calibration"]["prob_pred"]) == len(metrics["calibration"]["prob_true"]) >= 1
     assert 0.0 <= metrics["average_precision"] <= 1.0 and 0.0 <= metrics["auc_roc"] <= 1.0
 
+    decided = len(positives) + len(negatives)
+    held = math.ceil(BACKTEST_SHARE * decided)
     new = wb.train(config=tiny_scorer_config(seed=1), progress=False)
-    assert wb.model_metrics(new)["n"] == 0, "a version trained on the decisions has no held-out cases yet"
+    snapshot = json.loads(wb.models().set_index("version").loc[new, "data_snapshot"])
+    assert len(snapshot["backtest_label_ids"]) == held, "the most recent reviewed labels are held out of the retrain"
+    latest = wb.store.latest_labels()
+    assert set(snapshot["backtest_label_ids"]) == set(latest.nlargest(held, "label_id")["label_id"])
+    assert wb.model_metrics(new)["n"] == held
+    both_new, both_old = wb.model_metrics(new, compare_with=version), wb.model_metrics(version, compare_with=new)
+    assert both_new["n"] == both_old["n"] == held and both_new["positives"] == both_old["positives"]
+    later = wb.train(config=tiny_scorer_config(seed=2), progress=False, backtest_share=0.0)
+    assert wb.model_metrics(later)["n"] == 0, "trained on every decision: nothing held out"
+    with pytest.raises(ValueError, match="backtest_share"):
+        wb.train(backtest_share=1.0)
     with pytest.raises(LookupError, match="no model version"):
         wb.model_metrics("v-missing")

@@ -105,7 +105,8 @@ if models is not None:
                 jobs["retrain"] = wb.start_retrain(me).job_id
                 st.rerun()  # redraw with the button disabled and the progress bar polling
         b.caption("Trains a new candidate version on all events and the latest labels, in the background: "
-                  "keep working on cases meanwhile.")
+                  "keep working on cases meanwhile. The most recent 20% of reviewed decisions are held out "
+                  "so the candidate can be compared with the current version on cases neither has seen.")
         job_panel("retrain")
 
     if models.empty:
@@ -130,9 +131,17 @@ if models is not None:
                            format_func=lambda v: "(none)" if v is None else v)
         chosen = [v for v in (base, cand) if v]
         metrics: dict[str, dict] = {}
+        other: dict = {}
         with common.guard("Could not compute the metrics"):
             with st.spinner("Scoring reviewed cases..."):
-                metrics = {v: wb.model_metrics(v) for v in dict.fromkeys(chosen)}
+                # both versions on the same cases: the reviewed ones neither of them trained on
+                other = {base: cand, cand: base} if cand and cand != base else {}
+                metrics = {v: wb.model_metrics(v, compare_with=other.get(v)) for v in dict.fromkeys(chosen)}
+        if metrics:
+            first = next(iter(metrics.values()))
+            st.caption(f"Measured on {first.get('n', 0):,} reviewed cases ({first.get('positives', 0):,} fraud) that "
+                       f"{'neither version' if other else 'this version'} trained on: decisions and imported "
+                       "outcomes recorded after training, or held out of the retrain for this backtest.")
         pr = {v: m["pr_curve"] for v, m in metrics.items() if m.get("pr_curve")}
         cal = {v: m["calibration"] for v, m in metrics.items() if m.get("calibration")}
         if not pr and not cal and metrics:
