@@ -336,7 +336,7 @@ def test_committed_sample_is_reproducible():
 @pytest.fixture(scope="module")
 def taobao() -> pd.DataFrame:
     if not TAOBAO.exists():
-        pytest.skip("reference data /work/shared is absent")
+        pytest.skip(f"reference data {TAOBAO} is absent")
     df = pd.read_csv(TAOBAO, header=None, names=["user", "item", "cat", "behavior", "ts"])
     df = df.dropna(subset=["ts"])
     return df[df["user"] != df["user"].iloc[-1]]  # the last user is cut off
