@@ -74,6 +74,7 @@ def top_reasons(
     min_share: float = 0.1,
     risk: float | None = None,
     low_risk: float = 0.2,
+    high_risk: float = 0.5,
 ) -> tuple[str, ...]:
     """Short plain sentences saying which events drive the risk at event `at` (default the last).
 
@@ -82,7 +83,10 @@ def top_reasons(
     `at` are ignored. Bursts carrying less than `min_share` of the top burst's attribution are
     dropped unless needed to reach `min_reasons`. Returns `min_reasons`..`max_reasons` sentences
     (fewer only when the timeline is too short to say more). With `risk` below `low_risk` the
-    first sentence says so, so that what follows is not read as grounds for suspicion.
+    first sentence says so, so that what follows is not read as grounds for suspicion. With `risk`
+    at or above `high_risk` and no event attributed above zero, the events are ranked by their
+    attribution minus its median (what weighs most against the user's other events) and the last
+    sentence says so.
     """
     if not 1 <= min_reasons <= max_reasons:
         raise ValueError(f"need 1 <= min_reasons <= max_reasons, got {min_reasons}, {max_reasons}")
@@ -102,6 +106,12 @@ def top_reasons(
     attr = np.nan_to_num(attribution[: at + 1])
     facts = _Facts(tl)
 
+    # A high risk with no event above the baseline: the content-masked baseline is itself unusual
+    # to a surprise-based model, so every event "lowers" the risk against it. Say instead which
+    # events weigh most against the user's other events (attribution minus its median).
+    relative = bool(attr.max() <= 0 and risk is not None and risk >= high_risk and len(attr) > 1)
+    if relative:
+        attr = attr - np.median(attr)
     raising = attr.max() > 0
     sign = 1.0 if raising else -1.0
     # ranked strongest first; weights made positive in the direction we explain
@@ -137,6 +147,11 @@ def top_reasons(
             sentences.append(text)
     if len(sentences) < need:
         sentences.append(_sentence(facts.account_summary()))
+    if relative and sentences:
+        sentences = sentences[: max(room - 1, 1)]
+        sentences.append(f"High risk ({_percent(risk)}) from the pattern as a whole: no single event raises it "
+                         "against the content-masked baseline, so the events above are those that weigh most "
+                         "against this user's other events.")
     sentences = lead + sentences
     return tuple(sentences[:max_reasons])
 

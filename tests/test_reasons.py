@@ -152,3 +152,15 @@ def test_positive_event_inside_a_net_negative_burst_is_still_named() -> None:
     # card_9 was new at the first declined payment, not at this one
     assert reasons[0] == "Declined payment of 2.00 EUR (far below this user's usual amounts)."
     assert reasons[1].startswith("Account history")
+
+
+def test_high_risk_with_nothing_above_the_baseline_names_what_weighs_most() -> None:
+    tl = _takeover_timeline()
+    attr = np.full(len(tl), -0.5)
+    attr[17:20] = [-0.05, -0.04, -0.03]  # the declined payments weigh most against the others
+    reasons = top_reasons(tl, attr, risk=0.95)
+    assert not any(r.startswith("Lowers the risk") for r in reasons), reasons
+    assert "declined" in reasons[0] and "3 " in reasons[0], reasons
+    assert reasons[-1].startswith("High risk (95%) from the pattern as a whole"), reasons
+    low = top_reasons(tl, attr, risk=0.3)  # not a high risk: said as it is
+    assert any(r.startswith("Lowers the risk") for r in low), low

@@ -140,7 +140,7 @@ if models is not None:
         if metrics:
             first = next(iter(metrics.values()))
             st.caption(f"Measured on {first.get('n', 0):,} reviewed cases ({first.get('positives', 0):,} fraud) that "
-                       f"{'neither version' if other else 'this version'} trained on: decisions and imported "
+                       f"{'neither version' if other else 'this version never'} trained on: decisions and imported "
                        "outcomes recorded after training, or held out of the retrain for this backtest.")
         pr = {v: m["pr_curve"] for v, m in metrics.items() if m.get("pr_curve")}
         cal = {v: m["calibration"] for v, m in metrics.items() if m.get("calibration")}
