@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Sequence
 
@@ -105,14 +104,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def _queue_mix(args: argparse.Namespace):
     """The QueueMix asked for by --mix / --uncertain-share / --control-share / --mix-seed, or None."""
-    from analyst.sampling import QueueMix
+    from analyst.sampling import QueueMix, daily_seed
 
     wanted = args.mix or any(v is not None for v in (args.uncertain_share, args.control_share, args.mix_seed))
     if not wanted:
         return None
     if args.budget is None or args.budget < 1:
         raise CliError(f"--budget {args.budget}: a mixed queue needs a budget >= 1")
-    seed = args.mix_seed if args.mix_seed is not None else int(date.today().strftime("%Y%m%d"))
+    seed = args.mix_seed if args.mix_seed is not None else daily_seed()
     return QueueMix.from_shares(
         args.budget,
         uncertain_share=DEFAULT_UNCERTAIN_SHARE if args.uncertain_share is None else args.uncertain_share,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -98,6 +99,11 @@ class QueueMix:
         for i in order[:left]:
             base[i] += 1
         return dict(zip(WHY_VALUES, (int(b) for b in base)))
+
+
+def daily_seed(day: date | None = None) -> int:
+    """The control draw's default seed: the day as YYYYMMDD (one reproducible draw per day)."""
+    return int((day or date.today()).strftime("%Y%m%d"))
 
 
 def _check_scores(scores: pd.DataFrame) -> pd.DataFrame:

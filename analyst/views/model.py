@@ -8,6 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from analyst import charts
+from analyst.sampling import QueueMix, daily_seed
+from analyst.service import DEFAULT_ALERT_BUDGET
 from analyst.views import common
 
 JOB_KEY = "model_jobs"   # {"retrain": job_id} of this tab
@@ -62,7 +64,10 @@ def rescore(version: str) -> None:
     def on_progress(fraction: float, message: str) -> None:
         bar.progress(min(max(fraction, 0.0), 1.0), text=f"Rescoring with {version}: {message}")
 
-    result = wb.score(version=version, on_progress=on_progress)
+    # the same label-collection queue as the demo and `sleuth score --mix`: high risk, uncertain
+    # and a random control sample (today's draw)
+    mix = QueueMix(budget=DEFAULT_ALERT_BUDGET, seed=daily_seed())
+    result = wb.score(version=version, on_progress=on_progress, mix=mix)
     st.session_state["model_flash"] = (f"{version} is current: rescored {result['scored']:,} users, "
                                        f"opened {result['opened']} cases.")
 
