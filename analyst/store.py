@@ -193,6 +193,20 @@ def to_utc(value: Any, name: str = "timestamp") -> dt.datetime | None:
     return ts.to_pydatetime()
 
 
+_SQL_AUDIT = ('INSERT INTO sleuth.audit ("at", actor, action, user_id, case_id, old, new, detail) '
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _write_audit(cur: duckdb.DuckDBPyConnection, at: Any, actor: str | None, action: str, *,
+                 user_id: str | None = None, case_id: int | None = None, old: Any = None,
+                 new: Any = None, detail: dict | None = None) -> None:
+    """One audit row inside the caller's transaction. `old`/`new`: text as is, else JSON text."""
+    def text(v: Any) -> str | None:
+        return v if v is None or isinstance(v, str) else _json(v)
+    cur.execute(_SQL_AUDIT, [at, actor, action, user_id, None if case_id is None else int(case_id),
+                             text(old), text(new), _json(detail)])
+
+
 def _json(value: Any) -> str | None:
     """JSON text for a dict/list payload; numpy arrays/scalars, timestamps, paths made plain."""
     if value is None:
@@ -747,14 +761,10 @@ class Store:
                         "note, decided_at) VALUES (?, ?, ?, 'analyst', ?, ?, ?, ?) RETURNING label_id",
                         [str(user_id), int(label), to_utc(as_of, "as_of"), analyst, reason, note, now],
                     ).fetchall()[0][0]
-                cur.execute(
-                    "INSERT INTO sleuth.audit (\"at\", actor, action, user_id, case_id, old, new, detail) "
-                    "VALUES (?, ?, 'decide', ?, ?, ?, ?, ?)",
-                    [now, analyst, str(user_id), None if case_id is None else int(case_id),
-                     old_status, decision,
-                     _json({"label": label, "label_id": label_id or None, "reason": reason,
-                            "quality": quality, "model_version": model_version, "note": note})],
-                )
+                _write_audit(cur, now, analyst, "decide", user_id=str(user_id), case_id=case_id,
+                             old=old_status, new=decision,
+                             detail={"label": label, "label_id": label_id or None, "reason": reason,
+                                     "quality": quality, "model_version": model_version, "note": note})
         except (_Conflict, duckdb.TransactionException):
             return None
         return int(label_id)
@@ -763,15 +773,9 @@ class Store:
                   case_id: int | None = None, old: Any = None, new: Any = None,
                   detail: dict | None = None) -> None:
         """Append an audit record. `old`/`new`: text as is, anything else as JSON text."""
-        def text(v: Any) -> str | None:
-            return v if v is None or isinstance(v, str) else _json(v)
         with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO sleuth.audit (\"at\", actor, action, user_id, case_id, old, new, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [utcnow(), actor, action, user_id, None if case_id is None else int(case_id),
-                 text(old), text(new), _json(detail)],
-            )
+            _write_audit(cur, utcnow(), actor, action, user_id=user_id, case_id=case_id, old=old, new=new,
+                         detail=detail)
 
     def audit(self, user_id: str | None = None) -> pd.DataFrame:
         """Audit records (of one user, if given), oldest first."""
@@ -818,13 +822,10 @@ class Store:
                     [int(case_id), str(user_id), first_label_id, first_analyst, first_label,
                      reviewer, int(label), reason, note, now],
                 ).fetchall()[0][0]
-                cur.execute(
-                    "INSERT INTO sleuth.audit (\"at\", actor, action, user_id, case_id, old, new, detail) "
-                    "VALUES (?, ?, 'second_review', ?, ?, NULL, ?, ?)",
-                    [now, reviewer, str(user_id), int(case_id), "fraud" if label else "legit",
-                     _json({"review_id": review_id, "label": int(label), "reason": reason,
-                            "note": note})],
-                )
+                _write_audit(cur, now, reviewer, "second_review", user_id=str(user_id), case_id=case_id,
+                             new="fraud" if label else "legit",
+                             detail={"review_id": review_id, "label": int(label), "reason": reason,
+                                     "note": note})
         except (duckdb.ConstraintException, duckdb.TransactionException):
             return None
         return int(review_id)
@@ -865,15 +866,11 @@ class Store:
                 ).fetchall()[0][0]
                 if n != 1:
                     raise _Conflict
-                cur.execute(
-                    "INSERT INTO sleuth.audit (\"at\", actor, action, user_id, case_id, old, new, detail) "
-                    "VALUES (?, ?, 'adjudicate', ?, ?, ?, ?, ?)",
-                    [now, adjudicator, user_id, case_id,
-                     _json({"first_label": first_label, "second_label": second_label}),
-                     "fraud" if label else "legit",
-                     _json({"review_id": int(review_id), "label_id": label_id, "label": int(label),
-                            "reason_code": reason, "note": note})],
-                )
+                _write_audit(cur, now, adjudicator, "adjudicate", user_id=user_id, case_id=case_id,
+                             old={"first_label": first_label, "second_label": second_label},
+                             new="fraud" if label else "legit",
+                             detail={"review_id": int(review_id), "label_id": label_id, "label": int(label),
+                                     "reason_code": reason, "note": note})
         except (_Conflict, duckdb.TransactionException):
             return None
         return int(label_id)

@@ -5,6 +5,9 @@ nothing of the first decision is shown (no label, note, decision or history).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pandas as pd
 import streamlit as st
 
@@ -26,6 +29,37 @@ def _kappa(value: object) -> str:
 
 def _reason(code: str) -> str:
     return code.replace("_", " ").capitalize()
+
+
+def _label_form(key: str, question: str, placeholder: str, button: str, icon: str) -> tuple[str, str, str] | None:
+    """A fraud / legit answer, a reason code and a required note (widget keys start with `key`);
+    (decision, reason, note) once submitted complete, else None (a missing part is said)."""
+    with st.form(f"{key}_form", border=True, enter_to_submit=False):
+        decision = st.radio(question, list(WORDS), index=None, horizontal=True, key=f"{key}_decision",
+                            format_func=WORDS.get)
+        reason = st.selectbox("Reason code", REASON_CODES, key=f"{key}_reason", format_func=_reason)
+        note = st.text_area("Note", placeholder=placeholder, height=90, key=f"{key}_note")
+        pressed = st.form_submit_button(button, type="primary", icon=icon)
+    if not pressed:
+        return None
+    if decision is None:
+        st.error("Pick fraud or legit first.")
+        return None
+    if not (note or "").strip():
+        st.error("Write a note: it is required.")
+        return None
+    return decision, reason, note
+
+
+@contextmanager
+def _recording(what: str, note: str) -> Iterator[None]:
+    """Shows why `what` was not recorded, repeating the analyst's note so nothing typed is lost."""
+    try:
+        yield
+    except ConflictError as exc:
+        st.error(f"Not recorded: {common.error_message(exc)}. Your note: {exc.note or note}")
+    except Exception as exc:
+        st.error(f"Could not record {what}: {common.error_message(exc)}")
 
 
 def _blind(case_id: int):
@@ -76,32 +110,21 @@ def my_reviews() -> None:
         st.markdown("**Why the model flagged it**")
         for sentence in view.explanation.reasons:
             st.markdown(f"- {sentence}")
-    with st.form("rv_form", border=True, enter_to_submit=False):
-        decision = st.radio("Your decision", list(WORDS), index=None, horizontal=True, key="rv_decision",
-                            format_func=WORDS.get)
-        reason = st.selectbox("Reason code", REASON_CODES, key="rv_reason", format_func=_reason)
-        note = st.text_area("Note", placeholder="What did you see? (required)", height=90, key="rv_note")
-        pressed = st.form_submit_button("Record second review", type="primary", icon=":material/rate_review:")
-    if pressed:
-        if decision is None:
-            st.error("Pick fraud or legit first.")
-        elif not (note or "").strip():
-            st.error("Write a note: it is required to record a second review.")
-        else:
-            try:
-                done = wb.second_review(int(case_id), decision, reviewer=me, reason_code=reason, note=note)
-            except ConflictError as exc:
-                st.error(f"Not recorded: {common.error_message(exc)}. Your note: {exc.note or note}")
-            except Exception as exc:
-                st.error(f"Could not record the second review: {common.error_message(exc)}")
-            else:
-                verdict = "agrees with" if done.agrees else "disagrees with (it goes to adjudication)"
-                st.session_state[FLASH_KEY] = (f"Second review of case {done.case_id} recorded: {WORDS[decision]}; "
-                                               f"it {verdict} the first decision.")
-                st.session_state.pop(BLIND_KEY, None)
-                for key in ("rv_pick", "rv_decision", "rv_note"):
-                    st.session_state.pop(key, None)
-                st.rerun()
+    answer = _label_form("rv", "Your decision", "What did you see? (required)", "Record second review",
+                         ":material/rate_review:")
+    if answer is not None:
+        decision, reason, note = answer
+        done = None
+        with _recording("the second review", note):
+            done = wb.second_review(int(case_id), decision, reviewer=me, reason_code=reason, note=note)
+        if done is not None:
+            verdict = "agrees with" if done.agrees else "disagrees with (it goes to adjudication)"
+            st.session_state[FLASH_KEY] = (f"Second review of case {done.case_id} recorded: {WORDS[decision]}; "
+                                           f"it {verdict} the first decision.")
+            st.session_state.pop(BLIND_KEY, None)
+            for key in ("rv_pick", "rv_decision", "rv_note"):
+                st.session_state.pop(key, None)
+            st.rerun()
 
 
 def agreement() -> None:
@@ -156,31 +179,19 @@ def adjudication() -> None:
         st.info("You took part in this case: a third analyst (or a lead who did not) records the final label.",
                 icon=":material/group:")
         return
-    with st.form("rv_adj_form", border=True, enter_to_submit=False):
-        decision = st.radio("Final label", list(WORDS), index=None, horizontal=True, key="rv_adj_decision",
-                            format_func=WORDS.get)
-        reason = st.selectbox("Reason code", REASON_CODES, key="rv_adj_reason", format_func=_reason)
-        note = st.text_area("Note", placeholder="Why this is the final label (required)", height=90,
-                            key="rv_adj_note")
-        pressed = st.form_submit_button("Record final label", type="primary", icon=":material/gavel:")
-    if pressed:
-        if decision is None:
-            st.error("Pick the final label first.")
-        elif not (note or "").strip():
-            st.error("Write a note: it is required to record the final label.")
-        else:
-            try:
-                done = wb.adjudicate(int(review_id), decision, adjudicator=me, reason_code=reason, note=note)
-            except ConflictError as exc:
-                st.error(f"Not recorded: {common.error_message(exc)}. Your note: {exc.note or note}")
-            except Exception as exc:
-                st.error(f"Could not record the final label: {common.error_message(exc)}")
-            else:
-                st.session_state[FLASH_KEY] = (f"Final label for user {done.user_id}: {WORDS[decision]} "
-                                               f"(a new label row by {me}).")
-                for key in ("rv_adj_pick", "rv_adj_decision", "rv_adj_note"):
-                    st.session_state.pop(key, None)
-                st.rerun()
+    answer = _label_form("rv_adj", "Final label", "Why this is the final label (required)", "Record final label",
+                         ":material/gavel:")
+    if answer is not None:
+        decision, reason, note = answer
+        done = None
+        with _recording("the final label", note):
+            done = wb.adjudicate(int(review_id), decision, adjudicator=me, reason_code=reason, note=note)
+        if done is not None:
+            st.session_state[FLASH_KEY] = (f"Final label for user {done.user_id}: {WORDS[decision]} "
+                                           f"(a new label row by {me}).")
+            for key in ("rv_adj_pick", "rv_adj_decision", "rv_adj_note"):
+                st.session_state.pop(key, None)
+            st.rerun()
 
 
 st.title("Second review")
