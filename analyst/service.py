@@ -31,6 +31,7 @@ REASON_CODES: tuple[str, ...] = (
 )
 ALERT_QUALITY: tuple[str, ...] = ("useful", "partly useful", "not useful")
 DEFAULT_ALERT_BUDGET = 50
+REVIEWED_SOURCES = ("analyst", "import")  # labels that count as reviewed cases (not synthetic truth)
 BACKTEST_SHARE = 0.2   # most recent share of reviewed labels a retrain holds out for the backtest
 BACKTEST_MIN = 10      # fewer reviewed labels than this: no backtest hold-out (too few to measure)
 ProgressFn = Callable[[float, str], None]
@@ -227,17 +228,15 @@ class Workbench:
             if v is not None and v not in models.index:
                 raise LookupError(f"no model version {v!r}")
         labels = self.store.latest_labels()
-        reviewed = labels[labels["source"].isin(["analyst", "import"])]
+        reviewed = labels[labels["source"].isin(REVIEWED_SOURCES)]
         for v in (version, compare_with):
             if v is not None:
                 reviewed = reviewed[_unseen_by(_loads(models.loc[v, "data_snapshot"]), reviewed["label_id"])]
-        seen = _loads(models.loc[version, "data_snapshot"]).get("max_label_id")
         key = (version, compare_with, int(len(labels)), int(labels["label_id"].max()) if len(labels) else 0)
         with self._lock:
             if key in self._metrics:
                 return self._metrics[key]
-        out: dict = {"n": int(len(reviewed)), "positives": int(reviewed["label"].sum()) if len(reviewed) else 0,
-                     "held_out_after_label_id": seen}
+        out: dict = {"n": int(len(reviewed)), "positives": int(reviewed["label"].sum()) if len(reviewed) else 0}
         if len(reviewed):
             events = self.store.events(user_ids=list(reviewed["user_id"]))
             at = reviewed[["user_id", "as_of"]].reset_index(drop=True)
@@ -660,7 +659,7 @@ def _backtest_ids(labels: pd.DataFrame, share: float) -> list[int]:
     retrain for the backtest; none when fewer than BACKTEST_MIN reviewed labels exist."""
     if share <= 0 or "label_id" not in labels.columns:
         return []
-    reviewed = labels[labels["source"].isin(["analyst", "import"])].sort_values("label_id")
+    reviewed = labels[labels["source"].isin(REVIEWED_SOURCES)].sort_values("label_id")
     if len(reviewed) < BACKTEST_MIN:
         return []
     n = int(np.ceil(share * len(reviewed)))

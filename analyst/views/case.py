@@ -129,7 +129,9 @@ if case:
 else:
     chips.append(":gray-badge[no open case]")
 # a blind second reviewer of this user does not see the first decision here either
-blind = bool(me) and str(user_id) in set(wb.second_reviews_due(me)["user_id"].astype(str))
+# (only decided cases are sampled for it: the lookup runs for those only)
+blind = (bool(me) and case.get("status") == "decided"
+         and str(user_id) in set(wb.second_reviews_due(me)["user_id"].astype(str)))
 if len(view.labels) and not blind:
     last = view.labels.iloc[-1].get("label")
     chips.append(f":violet-badge[last decision: {'fraud' if last == 1 else 'legit' if last == 0 else 'escalated'}]")
