@@ -221,9 +221,14 @@ with why_col:
 
 with decide_col:
     st.subheader("Decision")
-    _tour(5, "Record what you conclude. A note is required; it is kept with the label and the audit trail.")
+    # Notices sit in one container that is always drawn, so the form keeps its place on the page:
+    # when a notice comes or goes (name entered, conflict) the browser never holds a stale copy of
+    # the form beside the new one while the rerun finishes.
+    notices = st.container()
+    with notices:
+        _tour(5, "Record what you conclude. A note is required; it is kept with the label and the audit trail.")
     if not me:
-        st.warning("Enter your name in the sidebar: it is recorded with every decision.", icon=":material/person:")
+        notices.warning("Enter your name in the sidebar: it is recorded with every decision.", icon=":material/person:")
     note_key = f"note_{view.user_id}"
     conflict = st.session_state.get(CONFLICT_KEY)
     if conflict and conflict["user_id"] != view.user_id:
@@ -232,7 +237,7 @@ with decide_col:
     if conflict:
         now = case.get("decision")
         by = f" ({common.DECISION_LABELS.get(now, now)} by {case.get('assignee') or 'another analyst'})" if now else ""
-        st.error(f"Not recorded: someone else decided this case{by} after you opened it, so your "
+        notices.error(f"Not recorded: someone else decided this case{by} after you opened it, so your "
                  f"'{common.DECISION_LABELS.get(conflict['decision'], conflict['decision'])}' was not saved. "
                  f"Your note is kept below; the case now shows their decision (History & audit). Submit again "
                  f"if you still disagree: it is added as a new decision.\n\nYour note: {conflict['note']}",
