@@ -5,7 +5,10 @@ Read top to bottom (nanoGPT style):
     inputs (per-field ids, B x T)  ->  EventEmbedding: sum of field embeddings + learned position
     ->  n_layers x Block (pre-LayerNorm, causal self-attention, MLP)  ->  LayerNorm
     ->  next-event heads: one softmax per field of the NEXT event   (self-supervised, surprise)
-    ->  risk head: one logit per event = risk as of that event      (fine-tuned on labels)
+    ->  risk head: one logit per event = risk as of that event      (fine-tuned on labels);
+        with risk_pooling="last_max" it reads [state of event t ; running max over events <= t of
+        a projection of the states], so one suspicious burst early in a long window is not diluted
+        by the normal events after it (still causal: a later event never changes an earlier risk)
 
 Causal attention gives, in one forward pass, the prediction of every next event (so the surprise
 of every event) and the risk as of every event. Right padding needs no attention mask (a real
@@ -29,6 +32,9 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 
+RISK_POOLING: tuple[str, ...] = ("last", "last_max")
+
+
 @strict
 class EventEncoderConfig(PreTrainedConfig):
     """Model dimensions and the field layout learned by the tokenizer.
@@ -50,6 +56,7 @@ class EventEncoderConfig(PreTrainedConfig):
     max_events: int = 256
     dropout: float = 0.1
     initializer_range: float = 0.02
+    risk_pooling: str = "last"  # "last" (checkpoints saved before pooling existed) or "last_max"
 
     def check_layout(self) -> None:
         if not self.field_vocab_sizes:
@@ -59,6 +66,8 @@ class EventEncoderConfig(PreTrainedConfig):
             raise ValueError(f"head_fields {unknown} are not in field_vocab_sizes")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not a multiple of n_heads={self.n_heads}")
+        if self.risk_pooling not in RISK_POOLING:
+            raise ValueError(f"risk_pooling={self.risk_pooling!r}: expected one of {RISK_POOLING}")
 
 
 @dataclass
@@ -208,7 +217,8 @@ class EventEncoder(PreTrainedModel):
         self.head_fields = list(config.head_fields or [])
         self.head_sizes = [config.field_vocab_sizes[f] for f in self.head_fields]
         self.next_head = nn.Linear(config.d_model, sum(self.head_sizes))  # all fields in one matmul
-        self.risk_head = nn.Linear(config.d_model, 1)
+        self.risk_pool = nn.Linear(config.d_model, config.d_model) if config.risk_pooling == "last_max" else None
+        self.risk_head = nn.Linear(config.d_model * (2 if self.risk_pool is not None else 1), 1)
         for f, size in zip(self.head_fields, self.head_sizes):
             self.register_buffer(f"prior_logp_{f}", torch.full((size,), -math.log(size)))
         self.post_init()
@@ -261,9 +271,18 @@ class EventEncoder(PreTrainedModel):
         return EventEncoderOutput(
             last_hidden_state=x,
             next_event_logits=dict(zip(self.head_fields, logits)),
-            risk_logits=self.risk_head(x).squeeze(-1),  # (B, T)
+            risk_logits=self.risk_head(self._risk_input(x, ids != 0)).squeeze(-1),  # (B, T)
             attentions=tuple(attentions) if output_attentions else None,
         )
+
+    def _risk_input(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """What the risk head reads at each event: (B, T, D), or (B, T, 2D) with the running max."""
+        if self.risk_pool is None:
+            return x
+        g = self.risk_pool(x).masked_fill(~real[..., None], float("-inf"))  # pads never win the max
+        peak = g.cummax(dim=1).values  # (B, T, D): max over events <= t
+        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))  # left pads: nothing yet
+        return torch.cat([x, peak], dim=-1)  # (B, T, 2D)
 
     def field_surprise(
         self, inputs: dict[str, torch.Tensor], output: EventEncoderOutput

@@ -111,6 +111,7 @@ class ScorerConfig:
     time_budget_s: float | None = None
     score_batch_size: int = 32
     min_positives: int = 20
+    risk_pooling: str = "last"
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
     def __post_init__(self) -> None:
@@ -248,7 +249,7 @@ class Scorer:
             field_vocab_sizes=tokenizer.vocab_sizes, head_fields=list(HEAD_FIELDS),
             query_buckets=cfg.tokenizer.n_query_buckets, query_slots=cfg.tokenizer.query_slots,
             d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, mlp_ratio=cfg.mlp_ratio,
-            max_events=cfg.max_events, dropout=cfg.dropout,
+            max_events=cfg.max_events, dropout=cfg.dropout, risk_pooling=cfg.risk_pooling,
         )
         model = EventEncoder(enc_cfg).to(device)
         model.set_priors(field_counts(tok, {f: enc_cfg.field_vocab_sizes[f] for f in HEAD_FIELDS}))
@@ -543,12 +544,13 @@ class Scorer:
         positions = np.arange(n)
         windows = target_windows(tok, np.zeros(n, dtype=np.int64), positions, self.config.max_events)
         logit = np.empty(n)
-        fields = {f: np.empty(n) for f in HEAD_FIELDS}
+        head_fields = self.model_.head_fields  # a model saved before a field existed predicts fewer
+        fields = {f: np.empty(n) for f in head_fields}
         for b in self._run(tok, windows):
             for r, w in enumerate(b.windows):
                 p, off = windows.target_index[w], windows.target_offset[w]
                 logit[p] = b.logit[r, off].float().cpu().numpy()
-                for f in HEAD_FIELDS:
+                for f in head_fields:
                     fields[f][p] = b.surprise[f][r, off].float().cpu().numpy()
         def in_input_order(values: np.ndarray) -> np.ndarray:  # token i is input row tok.row[i]
             out = np.empty(n)
@@ -557,8 +559,8 @@ class Scorer:
 
         out = timeline.copy()
         out["risk"] = in_input_order(self._proba(logit))
-        out["surprise"] = in_input_order(np.sum([fields[f] for f in HEAD_FIELDS], axis=0))
-        for f in HEAD_FIELDS:
+        out["surprise"] = in_input_order(np.sum([fields[f] for f in head_fields], axis=0))
+        for f in head_fields:
             out[f"surprise_{f}"] = in_input_order(fields[f])
         return out
 

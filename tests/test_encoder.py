@@ -16,11 +16,14 @@ SIZES = {
 B, T, K = 3, 10, 4
 
 
-def tiny_model(seed: int = 0) -> EventEncoder:
+POOLINGS = pytest.mark.parametrize("pooling", ["last", "last_max"])
+
+
+def tiny_model(seed: int = 0, pooling: str = "last") -> EventEncoder:
     torch.manual_seed(seed)
     cfg = EventEncoderConfig(
         field_vocab_sizes=SIZES, head_fields=list(HEAD_FIELDS), query_buckets=32, query_slots=K,
-        d_model=16, n_layers=2, n_heads=2, mlp_ratio=2, max_events=16, dropout=0.0,
+        d_model=16, n_layers=2, n_heads=2, mlp_ratio=2, max_events=16, dropout=0.0, risk_pooling=pooling,
     )
     return EventEncoder(cfg).eval()
 
@@ -58,8 +61,9 @@ def test_shapes():
     assert set(surprise) == set(HEAD_FIELDS) and all(s.shape == (B, T) for s in surprise.values())
 
 
-def test_causal_later_events_never_change_earlier_outputs():
-    model, inputs = tiny_model(), random_inputs()
+@POOLINGS
+def test_causal_later_events_never_change_earlier_outputs(pooling: str):
+    model, inputs = tiny_model(pooling=pooling), random_inputs()
     changed = {k: v.clone() for k, v in inputs.items()}
     changed["event_type"][:, 6] = 1
     changed["amount_value"][:, 6:] += 5.0
@@ -71,9 +75,10 @@ def test_causal_later_events_never_change_earlier_outputs():
     assert torch.allclose(sa["event_type"][:, :6], sb["event_type"][:, :6], atol=1e-6)
 
 
+@POOLINGS
 @pytest.mark.parametrize("left", [False, True])
-def test_padding_does_not_change_outputs(left: bool):
-    model, inputs = tiny_model(), random_inputs()
+def test_padding_does_not_change_outputs(left: bool, pooling: str):
+    model, inputs = tiny_model(pooling=pooling), random_inputs()
     ref = model(inputs)
     padded = pad(inputs, 5, left)
     mask = (padded["event_type"] != 0).long()
@@ -86,8 +91,9 @@ def test_padding_does_not_change_outputs(left: bool):
     assert (s_pad[:, slice(0, 5) if left else slice(T, None)] == 0).all()
 
 
-def test_batch_composition_does_not_change_outputs():
-    model, inputs = tiny_model(), random_inputs()
+@POOLINGS
+def test_batch_composition_does_not_change_outputs(pooling: str):
+    model, inputs = tiny_model(pooling=pooling), random_inputs()
     together = model(inputs).risk_logits
     alone = model(take(inputs, slice(1, 2), slice(None))).risk_logits
     assert torch.allclose(together[1:2], alone, atol=1e-5)
@@ -142,8 +148,9 @@ def test_field_embeddings_are_hookable_modules():
     assert seen == {"event_type": (B, T, 16), "amount": (B, T, 16), "query": (B, T, 16)}
 
 
-def test_save_load_gives_identical_outputs(tmp_path):
-    model, inputs = tiny_model(), random_inputs()
+@POOLINGS
+def test_save_load_gives_identical_outputs(tmp_path, pooling: str):
+    model, inputs = tiny_model(pooling=pooling), random_inputs()
     model.set_priors({f: torch.arange(SIZES[f]) for f in HEAD_FIELDS})
     model.save_pretrained(tmp_path)
     loaded = EventEncoder.from_pretrained(tmp_path).eval()
@@ -154,6 +161,39 @@ def test_save_load_gives_identical_outputs(tmp_path):
         assert torch.allclose(a.next_event_logits[f], b.next_event_logits[f], atol=1e-6, rtol=0)
     assert torch.equal(model.prior_logp_category, loaded.prior_logp_category)
     assert loaded.config.field_vocab_sizes == SIZES
+    assert loaded.config.risk_pooling == pooling
+
+
+def test_running_max_lets_an_early_event_reach_every_later_risk():
+    """last_max: the risk at the last event depends on the first event through the running max
+    even when attention alone is cut off (a model with the attention output zeroed)."""
+    model, inputs = tiny_model(pooling="last_max"), random_inputs()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.proj.weight.zero_()
+            block.attn.proj.bias.zero_()
+    changed = {k: v.clone() for k, v in inputs.items()}
+    changed["amount_value"][:, 0] += 50.0  # a huge first amount
+    a, b = model(inputs).risk_logits, model(changed).risk_logits
+    assert not torch.allclose(a[:, -1], b[:, -1])
+    plain = tiny_model(pooling="last")
+    with torch.no_grad():
+        for block in plain.blocks:
+            block.attn.proj.weight.zero_()
+            block.attn.proj.bias.zero_()
+    assert torch.allclose(plain(inputs).risk_logits[:, -1], plain(changed).risk_logits[:, -1])
+
+
+def test_a_config_saved_before_pooling_existed_loads_as_last(tmp_path):
+    import json
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg.pop("risk_pooling")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    loaded = EventEncoder.from_pretrained(tmp_path)
+    assert loaded.config.risk_pooling == "last" and loaded.risk_pool is None
 
 
 def test_too_long_and_bad_config_raise():
@@ -162,5 +202,8 @@ def test_too_long_and_bad_config_raise():
         model(random_inputs(t=17))
     with pytest.raises(ValueError, match="n_heads"):
         EventEncoder(EventEncoderConfig(field_vocab_sizes=SIZES, head_fields=["event_type"], d_model=10, n_heads=4))
+    with pytest.raises(ValueError, match="risk_pooling"):
+        EventEncoder(EventEncoderConfig(field_vocab_sizes=SIZES, head_fields=["event_type"], d_model=16, n_heads=2,
+                                        risk_pooling="mean"))
     with pytest.raises(ValueError, match="head_fields"):
         EventEncoder(EventEncoderConfig(field_vocab_sizes=SIZES, head_fields=["nope"], d_model=16, n_heads=2))
