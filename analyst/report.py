@@ -117,8 +117,8 @@ def case_report_html(view: Any, *, masked: bool = False, analyst: str | None = N
     else:
         parts.append("<ul>" + "".join(f"<li>{_esc(r)}</li>" for r in exp.reasons) + "</ul>")
         parts.append(
-            f"<p class='meta'>Integrated gradients over {int(exp.n_steps)} steps from a content-masked "
-            f"baseline (risk logit {float(exp.logit):+.3f} vs baseline {float(exp.baseline_logit):+.3f}, "
+            f"<p class='meta'>Integrated gradients over {int(exp.n_steps)} steps from an average-event "
+            f"baseline, time kept, typical surprise (risk logit {float(exp.logit):+.3f} vs baseline {float(exp.baseline_logit):+.3f}, "
             f"convergence delta {float(exp.delta):.2e}); explanation made by model {_esc(exp.model_version)}.</p>")
         parts.append("<h3>Most influential events</h3>" + _table(top_events(timeline), "No attributions."))
         if exp.what_if:

@@ -337,8 +337,9 @@ class Workbench:
     # ------------------------------------------------------------------ explanations
     def explanation(self, user_id: str, *, version: str | None = None, fresh: bool = False, until=None):
         """The stored explanation of a user's latest event (<= `until`) for a version; computed and
-        stored when missing (explanations are kept with the model version that made them)."""
-        from models.explain import Explanation, explain
+        stored when missing or made by an older attribution method (explanations are kept with
+        the model version that made them; a recomputed one is a new row, the newest wins)."""
+        from models.explain import METHOD, Explanation, explain
 
         version = version or self.current_version()
         timeline = self._model_window(user_id, until=until)
@@ -346,7 +347,9 @@ class Workbench:
         if not fresh:
             payload = self.store.get_explanation(user_id, version, at_ts)
             if payload is not None:
-                return Explanation.from_dict(payload)
+                stored = Explanation.from_dict(payload)
+                if stored.method == METHOD:
+                    return stored
         exp = explain(self.scorer(version), timeline, user_id=user_id, model_version=version)
         self.store.save_explanation(user_id, version, at_ts, exp.to_dict())
         return exp

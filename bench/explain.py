@@ -11,7 +11,7 @@
    the timelines whose risk is at least `--min-risk` (a drop needs a risk).
    "Deleted" as in the deletion metric of the attribution literature (Petsiuk et al. 2018; Samek
    et al. 2017): the events' content is replaced by the attribution baseline (models.explain.
-   masked_risk: content masked, time kept) -> deletion_top_k_drop / deletion_random_drop.
+   masked_risk: an average event in their place, time kept, typical surprise) -> deletion_top_k_drop / deletion_random_drop.
    For transparency the same test with the events *removed* from the timeline and the rest
    re-tokenized (models.explain.what_if: gaps and "first time" flags of later events change, a
    different counterfactual that moves the risk even for random events) -> removal_top_k_drop /

@@ -2,17 +2,20 @@
 
 `explain(scorer, timeline, at)` explains the risk of one user as of event `at` (default the last):
 
-- attribution: Captum `LayerIntegratedGradients` over the encoder's field embeddings (one layer
-  per content field: event type, category, status, currency, amount, novelty flags, query),
-  attributing the *pre-Platt* risk logit at `at`. Baseline = the same window with its content
-  masked and its time kept: every content id PAD (zero embedding), amount value 0, no query,
-  while time gap / hour / weekday and positions stay, so the attribution says what the events
-  *were*, not when they happened. Along the IG path only the content embeddings move: which
-  events happened (the surprise targets, the real-event mask) is always the real window, so the
-  baseline means "the model sees when things happened but not what". Gauss-Legendre steps in
-  one batch; the convergence delta, sum(attributions) - (f(x) - f(baseline)), is reported and
-  the steps are doubled while |delta| > `tolerance` * |f(x) - f(baseline)|.
-- per-field attribution (field -> (T,)), summing to the per-event attribution.
+- attribution: Captum `IntegratedGradients` of the *pre-Platt* risk logit at `at` over two kinds
+  of input of the encoder's window: each content field's embedding output (event type,
+  category, status, currency, amount, novelty flags, query) and each event's per-field surprise
+  (what the stacker reads). Baseline = the same window with every event's content replaced by
+  an average event (each content field's expected embedding under the training frequencies of
+  its values; no query) and its time kept (gap / hour / weekday and positions stay), and every
+  event exactly as surprising as the training users are on average per field. So an event's
+  attribution says what it *was* and how unexpected that was, not when
+  it happened, against a "nothing unusual" reference. Which events happened (the surprise
+  targets, the real-event mask) always comes from the real window. Gauss-Legendre steps in one
+  batch; the convergence delta, sum(attributions) - (f(x) - f(baseline)), is reported and the
+  steps are doubled while |delta| > `tolerance` * |f(x) - f(baseline)|.
+- per-field attribution (field -> (T,): its content part plus its surprise part; the time
+  fields gap and hour have a surprise part only), summing to the per-event attribution.
 - attention: rollout (Abnar & Zuidema 2020: heads averaged, identity added, rows renormalised,
   layers multiplied) and the last layer's per-head attention from the scored event, from an
   eager-attention forward pass. This is *attention, not explanation*: shown for inspection only.
@@ -37,7 +40,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
@@ -45,17 +47,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from captum.attr import LayerIntegratedGradients
+from captum.attr import IntegratedGradients
 from sklearn.exceptions import NotFittedError
 
 from models.reasons import top_reasons
 from models.train import collate, context_start
 
-# Captum warns whenever several layers are given; ours are independent field embeddings (summed).
-warnings.filterwarnings("ignore", message="Multiple layers provided", category=UserWarning)
+
+# What made an attribution: stored with every explanation, so a record made by an older method
+# (records without the key predate it: the all-PAD baseline) is recomputed, not shown.
+METHOD = "ig/average-event+typical-surprise"
+OLD_METHOD = "ig/pad-baseline"
 
 __all__ = [
-    "WhatIf", "Explanation", "explain", "what_if", "masked_risk", "nearest_cases", "attention_rollout",
+    "METHOD", "WhatIf", "Explanation", "explain", "what_if", "masked_risk", "nearest_cases", "attention_rollout",
 ]
 
 
@@ -76,7 +81,7 @@ class Explanation:
     at: int                          # index of the scored event in the timeline (default last)
     risk: float                      # calibrated P(fraud) at `at`
     logit: float                     # f(x): the risk logit attributed
-    baseline_logit: float            # f(baseline): content masked, time kept
+    baseline_logit: float            # f(baseline): average events, time kept, typical surprise
     delta: float                     # Captum convergence delta
     n_steps: int                     # IG steps actually used
     event_attribution: np.ndarray    # (T,) signed, sums (with fields) to logit - baseline_logit
@@ -89,6 +94,7 @@ class Explanation:
     reasons: tuple[str, ...]         # 2-5 plain sentences built from the data
     window_start: int = 0            # first event the model saw for `at` (earlier ones get 0)
     seconds: float = float("nan")    # wall time of the explanation
+    method: str = OLD_METHOD         # attribution method (METHOD for every new explanation)
 
     @property
     def top_events(self) -> tuple[int, ...]:
@@ -226,7 +232,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
     T_win = int(inputs["event_type"].shape[1])
     start = at + 1 - T_win                                     # timeline index of window position 0
 
-    # ---- attribution: LayerIntegratedGradients over the content field embeddings
+    # ---- attribution: IG over the content field embeddings and the per-field surprise
     ig = _integrated_gradients(private, inputs, n_steps, tolerance, max_steps,
                                kept=() if mask_time else TIME_FIELDS)
     field_attr = {name: _place(a, start, n) for name, a in ig.field_attribution.items()}
@@ -268,7 +274,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
         event_attribution=event_attr, field_attribution=field_attr, surprise=surprise,
         risk_history=risk_history, attention_rollout=_place(rollout, start, n),
         attention_last=attention_last, what_if=what_ifs, reasons=reasons, window_start=start,
-        seconds=time.perf_counter() - t_start,
+        seconds=time.perf_counter() - t_start, method=METHOD,
     )
 
 
@@ -290,12 +296,13 @@ def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int 
 
 
 def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: int | None = None) -> float:
-    """The calibrated risk as of event `at` (default the last) with the *content* of the events
-    `masked` replaced by the attribution baseline (content field embeddings zeroed: what the
-    event was is hidden, that an event happened and when stays). This is the deletion that matches
-    the attributions' own counterfactual (bench/explain.py's faithfulness test); `what_if`
-    instead removes events and re-tokenizes the rest. Masked events after `at` change nothing.
-    Thread-safe (hooks go on a private model copy).
+    """The calibrated risk as of event `at` (default the last) with the events `masked` replaced by
+    the attribution baseline: their content embeddings zeroed and their surprise set to the
+    training users' typical surprise (what the event was and how unexpected it was are hidden;
+    that an event happened and when stay). This is the deletion that matches the attributions'
+    own counterfactual (bench/explain.py's faithfulness test); `what_if` instead removes events
+    and re-tokenizes the rest. Masked events after `at` change nothing. Thread-safe (hooks go on
+    a private model copy).
     """
     tl = _check_timeline(timeline)
     n = len(tl)
@@ -308,20 +315,16 @@ def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: 
     inputs = scorer.encode(tl.iloc[: at + 1])
     start = at + 1 - int(inputs["event_type"].shape[1])
     window = torch.as_tensor([i - start for i in positions if start <= i <= at], dtype=torch.long)
-
-    def zero_masked(module: torch.nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-        output = output.clone()
-        output[:, window] = 0.0          # PAD ids, amount value 0 and no query embed to exactly 0
-        return output
-
-    hooks = [m.register_forward_hook(zero_masked) for name, m in private.model_.embed.fields.items()
-             if name not in TIME_FIELDS]
-    try:
-        with torch.inference_mode():
-            z = float(private.risk_logits(inputs)[0, -1])
-    finally:
-        for h in hooks:
-            h.remove()
+    fn = _AttributedFunction(private, inputs, TIME_FIELDS)
+    with torch.inference_mode():
+        x = fn.actual()
+        b = fn.baseline(x)
+        mixed = []
+        for xi, bi in zip(x, b):
+            xi = xi.clone()
+            xi[:, window] = bi[:, window]
+            mixed.append(xi)
+        z = float(fn(*mixed)[0, -1])
     return float(scorer.calibrate(np.array([z]))[0])
 
 
@@ -335,76 +338,114 @@ class _IGResult:
     window_logits: np.ndarray                  # (T_win,) f at every window position
 
 
+class _AttributedFunction:
+    """The risk logit of one window as a function of what IG moves: (B, T) = f(*embeddings, surprise).
+
+    Inputs, in order: the output (n, T, D) of each content field embedding (`self.content`), then
+    the per-field surprise (n, T, F) of the stacker's fields. The model runs on the real window's
+    ids with each content embedding's output swapped for the given tensor (forward hooks); its
+    head logit and the given surprise go through the stacker. Treating the surprise as an input of
+    its own (instead of recomputing it from the moved embeddings) gives it a baseline of its own,
+    the training users' mean surprise per field: a content-masked window makes every real event
+    look wildly unexpected, which is no "nothing suspicious" reference for a model that scores
+    surprise (the old all-PAD baseline scored ~+500 against ~+30 for the riskiest demo users, so
+    every fraud event came out "lowering the risk"; this one scores about -10 for them).
+    """
+
+    def __init__(self, private: Any, inputs: dict[str, torch.Tensor], kept: Sequence[str]) -> None:
+        self.model, self.stack, self.inputs = private.model_, private.stack_, inputs
+        self.content = [f for f in self.model.embed.fields if f not in kept]
+        self.modules = [self.model.embed.fields[f] for f in self.content]
+        self.real = inputs["event_type"] != 0                          # (1, T)
+
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        *embeds, surprise = tensors
+        n = surprise.shape[0]
+        batch = {k: v.expand(n, *v.shape[1:]) for k, v in self.inputs.items()}
+        hooks = [m.register_forward_hook(lambda module, args, output, e=e: e)
+                 for m, e in zip(self.modules, embeds)]
+        try:
+            out = self.model(batch)
+        finally:
+            for h in hooks:
+                h.remove()
+        per_field = {f: surprise[..., j] for j, f in enumerate(self.stack.fields)}
+        return self.stack(out.risk_logits.float(), per_field, self.real.expand(n, -1))   # (n, T)
+
+    def actual(self) -> tuple[torch.Tensor, ...]:
+        """The real window's content embedding outputs and per-field surprise."""
+        captured: dict[int, torch.Tensor] = {}
+        hooks = [m.register_forward_hook(lambda module, args, output, i=i: captured.__setitem__(i, output.detach()))
+                 for i, m in enumerate(self.modules)]
+        try:
+            with torch.no_grad():
+                out = self.model(self.inputs)
+                surprise = self.model.field_surprise(self.inputs, out)
+        finally:
+            for h in hooks:
+                h.remove()
+        stacked = torch.stack([surprise[f].float() for f in self.stack.fields], dim=-1)     # (1, T, F)
+        return tuple(captured[i] for i in range(len(self.modules))) + (stacked,)
+
+    def baseline(self, x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """An average event at every real position and the reference surprise (shaped like `x`,
+        the `actual()` inputs).
+
+        A content field's baseline embedding is its expected embedding under the training
+        frequencies of its values (the model's priors; amount value 0 = the mean log amount; no
+        query, as for most events); pads stay zero. Zero embeddings (PAD ids) instead are inputs
+        the risk head never saw, and on them it can score higher than on the real events.
+        """
+        mask = self.real[..., None].float()                                          # (1, T, 1)
+        embeds = []
+        for name, module, e in zip(self.content, self.modules, x[:-1]):
+            prior = getattr(self.model, f"prior_logp_{name}", None)
+            if prior is None:                        # no prior (query; weekday with mask_time): zero
+                embeds.append(torch.zeros_like(e))
+                continue
+            table = module.bins.weight if name == "amount" else module.weight       # (V, D)
+            mean = prior.exp().float() @ table.float()                               # (D,)
+            embeds.append((mean.view(1, 1, -1) * mask).expand_as(e).contiguous())
+        ref = self.stack.field_mean.float().view(1, 1, -1) * mask                    # (1, T, F)
+        return tuple(embeds) + (ref.expand_as(x[-1]).contiguous(),)
+
 
 def _integrated_gradients(private: Any, inputs: dict[str, torch.Tensor], n_steps: int,
                           tolerance: float, max_steps: int,
                           kept: Sequence[str] = TIME_FIELDS) -> _IGResult:
-    """LIG of the final logit at the window's last position, over the content field embeddings.
+    """IG of the final logit at the window's last position over the content field embeddings and
+    the per-event, per-field surprise (`_AttributedFunction`), with Captum's IntegratedGradients.
 
-    `private`: a scorer whose model only this call uses. Baseline: every content id PAD, amount
-    value 0, no query (the content embeddings of the baseline); time fields (gap, hour, weekday)
-    and positions unchanged. Captum runs the model on the *original* window with the content
-    embedding outputs replaced along the path, so the events' identities (the surprise targets and
-    the real-event mask) always come from the real window: the baseline is "the model sees when
-    things happened but not what", judged by how surprising the actual events are under that view.
-    f(baseline) is computed the same way (`_baseline_logit`), so completeness
-    (sum of attributions = f(x) - f(baseline)) holds up to the integration error `delta`.
+    Baseline (`_AttributedFunction.baseline`): every real event's content embeddings at their
+    expected value (an average event, no query), the time fields (gap, hour, weekday) and
+    positions unchanged, and every event's surprise at the training users' mean for its field. A field's attribution at an event is the part from its
+    content plus the part from how surprising its value was (time fields: surprise only), so
+    completeness (sum of attributions = f(x) - f(baseline)) holds up to the integration error.
     """
-    model = private.model_
-    keys = list(inputs)
-    content = [f for f in model.embed.fields if f not in kept]
-    modules = [model.embed.fields[f] for f in content]
-    x = tuple(inputs[k] for k in keys)
-    baseline = tuple(v if k in kept else torch.zeros_like(v) for k, v in zip(keys, x))
+    fn = _AttributedFunction(private, inputs, kept)
+    x = fn.actual()
+    baseline = fn.baseline(x)
     T = int(inputs["event_type"].shape[1])
-
-    def forward(*tensors: torch.Tensor) -> torch.Tensor:
-        return private.risk_logits(dict(zip(keys, tensors)))[:, T - 1]   # (B,)
-
-    logits_x, fb = _baseline_logit(private, inputs, dict(zip(keys, baseline)), modules, T - 1)
+    with torch.no_grad():
+        logits_x = fn(*x)[0].double().cpu().numpy()                   # (T,)
+        fb = float(fn(*baseline)[0, T - 1])
     fx = float(logits_x[T - 1])
-    lig = LayerIntegratedGradients(forward, modules)
+    ig = IntegratedGradients(lambda *t: fn(*t)[:, T - 1])
     steps = n_steps
     while True:
-        attributions = lig.attribute(x, baselines=baseline, n_steps=steps, method="gausslegendre",
-                                     internal_batch_size=steps)
+        attributions = ig.attribute(x, baselines=baseline, n_steps=steps, method="gausslegendre",
+                                    internal_batch_size=steps)
         per_field = {f: a[0].detach().double().sum(-1).cpu().numpy()   # (T,) summed over D
-                     for f, a in zip(content, attributions)}
+                     for f, a in zip(fn.content, attributions[:-1])}
+        surprise_attr = attributions[-1][0].detach().double().cpu().numpy()    # (T, F)
+        for j, f in enumerate(fn.stack.fields):
+            per_field[f] = per_field.get(f, 0.0) + surprise_attr[:, j]
         total = float(sum(a.sum() for a in per_field.values()))
         delta = total - (fx - fb)
         if abs(delta) <= max(tolerance * abs(fx - fb), 1e-4) or steps * 2 > max_steps:
             break
         steps *= 2
     return _IGResult(per_field, fx, fb, delta, steps, logits_x)
-
-
-def _baseline_logit(private: Any, inputs: dict[str, torch.Tensor], baseline: dict[str, torch.Tensor],
-                    modules: Sequence[torch.nn.Module], t: int) -> tuple[np.ndarray, float]:
-    """(f(x) at every position (T,), f(baseline) at position t): the baseline's content embedding
-    outputs (captured from a forward of the baseline ids) swapped into a forward of the real
-    window, as IG's path does."""
-    captured: dict[int, torch.Tensor] = {}
-
-    def capture(i: int):
-        return lambda module, args, output: captured.__setitem__(i, output[1:2])
-
-    def replace(i: int):
-        return lambda module, args, output: captured[i]
-
-    with torch.no_grad():
-        hooks = [m.register_forward_hook(capture(i)) for i, m in enumerate(modules)]
-        try:  # one batch: [x, baseline]; row 0 is f(x), row 1's activations are the baseline's
-            fx = private.risk_logits({k: torch.cat([inputs[k], baseline[k]]) for k in inputs})[0]
-        finally:
-            for h in hooks:
-                h.remove()
-        hooks = [m.register_forward_hook(replace(i)) for i, m in enumerate(modules)]
-        try:
-            fb = float(private.risk_logits(inputs)[0, t])
-        finally:
-            for h in hooks:
-                h.remove()
-    return fx.double().cpu().numpy(), fb
 
 
 def _what_if_batch(scorer: Any, tl: pd.DataFrame, at: int,

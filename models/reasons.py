@@ -106,9 +106,10 @@ def top_reasons(
     attr = np.nan_to_num(attribution[: at + 1])
     facts = _Facts(tl)
 
-    # A high risk with no event above the baseline: the content-masked baseline is itself unusual
-    # to a surprise-based model, so every event "lowers" the risk against it. Say instead which
-    # events weigh most against the user's other events (attribution minus its median).
+    # A high risk with no event above the baseline: a population whose average user already
+    # scores high can put the baseline above this user, so every event "lowers" the risk against
+    # it. Say instead which events weigh most against the user's other events (attribution minus
+    # its median). (With the old all-PAD baseline this was the rule for a surprise model.)
     relative = bool(attr.max() <= 0 and risk is not None and risk >= high_risk and len(attr) > 1)
     if relative:
         attr = attr - np.median(attr)
@@ -150,7 +151,7 @@ def top_reasons(
     if relative and sentences:
         sentences = sentences[: max(room - 1, 1)]
         sentences.append(f"High risk ({_percent(risk)}) from the pattern as a whole: no single event raises it "
-                         "against the content-masked baseline, so the events above are those that weigh most "
+                         "against the baseline (an average event, as surprising as usual), so the events above are those that weigh most "
                          "against this user's other events.")
     sentences = lead + sentences
     return tuple(sentences[:max_reasons])

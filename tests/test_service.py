@@ -62,6 +62,24 @@ def test_explanation_is_frozen_with_its_model_version(wb):
     assert again.to_dict() == stored
 
 
+def test_an_explanation_made_by_an_older_method_is_recomputed(wb):
+    """Records without a method (made with the all-PAD baseline) are never shown: the next read
+    explains again with the current method and stores it as a new row (the old one stays)."""
+    from models.explain import METHOD
+
+    user, version = str(wb.queue().iloc[0]["user_id"]), wb.current_version()
+    current = wb.explanation(user)
+    assert current.method == METHOD
+    at = wb._model_window(user)["ts"].iloc[-1]
+    old = {k: v for k, v in current.to_dict().items() if k != "method"}
+    old["reasons"] = ["made by the old method"]
+    wb.store.save_explanation(user, version, at, old)
+    assert wb.store.get_explanation(user, version, at)["reasons"] == ["made by the old method"]
+    again = wb.explanation(user)
+    assert again.method == METHOD and again.reasons != ("made by the old method",)
+    assert wb.store.get_explanation(user, version, at)["method"] == METHOD
+
+
 def test_decide_writes_label_audit_and_closes_case(wb):
     row = wb.queue().iloc[0]
     before = len(wb.store.label_history())

@@ -216,7 +216,8 @@ with why_col:
         if fields:
             st.plotly_chart(charts.field_attribution_figure(fields), key=f"fields_{view.user_id}",
                             config={"displayModeBar": False})
-        st.caption(f"Integrated gradients, {exp.n_steps} steps from a content-masked baseline; "
+        st.caption(f"Integrated gradients, {exp.n_steps} steps from an average-event baseline "
+                   f"(time kept, each event as surprising as usual); "
                    f"convergence delta {exp.delta:.1e}.")
 
 with decide_col:
