@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -270,10 +271,26 @@ def _serve(settings: Settings, port: int) -> int:
            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     print(f"sleuth is serving on http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
+    proc = subprocess.Popen(cmd, env=env)
+    # a SIGTERM to this process (a service manager, `kill PID`) stops the server too: an orphaned
+    # server would keep the DuckDB file locked for every later `sleuth` command
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
     try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl+C reaches the server too (same process group): let it finish
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 # ---------------------------------------------------------------------------------------- parser

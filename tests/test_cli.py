@@ -123,3 +123,49 @@ def test_demo_builds_its_store_once_from_the_sample(data_dir, tmp_path):
         assert len(wb.store.cases()) == len(cases)
     finally:
         wb.close()
+
+
+def test_stopping_sleuth_app_stops_its_server_and_frees_the_store(tiny_home, tmp_path):
+    """`kill PID` of `sleuth app` (SIGTERM) ends the Streamlit server it started: nothing keeps
+    the DuckDB file locked afterwards."""
+    import os
+    import shutil
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    from analyst.config import Settings
+    from analyst.service import Workbench
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_home.home, home)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("SLEUTH_DB", "SLEUTH_MODELS")}
+    env["SLEUTH_HOME"] = str(home)
+    cli = subprocess.Popen([sys.executable, "-m", "analyst.cli", "app", "--port", str(port)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        deadline = time.monotonic() + 90
+        while not healthy():
+            assert cli.poll() is None, "sleuth app exited before serving"
+            assert time.monotonic() < deadline, "sleuth app did not serve in 90 s"
+            time.sleep(0.3)
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(timeout=30) is not None
+        assert not healthy(), "the server outlived `sleuth app`"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    wb = Workbench(Settings.from_env(env={"SLEUTH_HOME": str(home)}))  # the file is free again
+    wb.close()
