@@ -3,9 +3,11 @@
 A plain loop (AdamW, warm-up then cosine learning rate, gradient clipping, seeded shuffles, tqdm), with
 - windows: a window is a slice [start, stop) of one user's tokens. Pretraining takes each user's
   most recent `max_events` events. Risk targets (and all scoring) use `context_start`: the event at
-  position p is seen in the window starting at max(0, p // S - 1) * S with S = max_events // 2, so
-  it always has between min(p, S) and max_events - 1 events of context and one window serves many
-  positions;
+  position p is seen in the window of the `max_events` events ending at it, [max(0, p - max_events
+  + 1), p], so it always has min(p, max_events - 1) events of context; every position below
+  `max_events` shares the user's first window. (A window aligned to a stride of max_events // 2
+  served more positions at once but left the last event only 128-256 events of context: frauds
+  150-250 events back were out of sight, the six worst-ranked test frauds of bench/quality.py);
 - length-bucketed batches (windows of similar length together, right padded, batch order shuffled);
 - a validation split and early stopping (best weights restored), an optional time budget;
 - CUDA with bf16 autocast when present, else CPU with all cores.
@@ -77,10 +79,9 @@ class Windows:
 
 
 def context_start(position: np.ndarray, max_events: int) -> np.ndarray:
-    """Local index where the scoring window of the event at local `position` starts."""
-    stride = max(1, max_events // 2)
-    k = np.maximum(0, np.asarray(position) // stride - 1)
-    return k * stride
+    """Local index where the scoring window of the event at local `position` starts: the
+    `max_events` events ending at it (all of them from the first event while there are fewer)."""
+    return np.maximum(0, np.asarray(position) - max_events + 1)
 
 
 def recent_windows(tok: TokenizedEvents, users: np.ndarray, max_events: int) -> Windows:
