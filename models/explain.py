@@ -297,8 +297,8 @@ def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int 
 
 def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: int | None = None) -> float:
     """The calibrated risk as of event `at` (default the last) with the events `masked` replaced by
-    the attribution baseline: their content embeddings zeroed and their surprise set to the
-    training users' typical surprise (what the event was and how unexpected it was are hidden;
+    the attribution baseline: their content embeddings set to an average event's and their
+    surprise to the training users' typical surprise (what the event was and how unexpected it was are hidden;
     that an event happened and when stay). This is the deletion that matches the attributions'
     own counterfactual (bench/explain.py's faithfulness test); `what_if` instead removes events
     and re-tokenizes the rest. Masked events after `at` change nothing. Thread-safe (hooks go on
