@@ -9,8 +9,8 @@
   an average event (each content field's expected embedding under the training frequencies of
   its values; no query) and its time kept (gap / hour / weekday and positions stay), and every
   event exactly as surprising as the training users are on average per field. So an event's
-  attribution says what it *was* and how unexpected that was, not when
-  it happened, against a "nothing unusual" reference. Which events happened (the surprise
+  attribution says what it *was* and how unexpected that was, not when it happened, against a
+  "nothing unusual" reference. Which events happened (the surprise
   targets, the real-event mask) always comes from the real window. Gauss-Legendre steps in one
   batch; the convergence delta, sum(attributions) - (f(x) - f(baseline)), is reported and the
   steps are doubled while |delta| > `tolerance` * |f(x) - f(baseline)|.
@@ -418,9 +418,10 @@ def _integrated_gradients(private: Any, inputs: dict[str, torch.Tensor], n_steps
 
     Baseline (`_AttributedFunction.baseline`): every real event's content embeddings at their
     expected value (an average event, no query), the time fields (gap, hour, weekday) and
-    positions unchanged, and every event's surprise at the training users' mean for its field. A field's attribution at an event is the part from its
-    content plus the part from how surprising its value was (time fields: surprise only), so
-    completeness (sum of attributions = f(x) - f(baseline)) holds up to the integration error.
+    positions unchanged, and every event's surprise at the training users' mean for its field.
+    A field's attribution at an event is the part from its content plus the part from how
+    surprising its value was (time fields: surprise only), so completeness (sum of attributions
+    = f(x) - f(baseline)) holds up to the integration error.
     """
     fn = _AttributedFunction(private, inputs, kept)
     x = fn.actual()

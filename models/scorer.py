@@ -51,7 +51,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from models.device import autocast, resolve_device, use_all_cores
-from models.encoder import EventEncoder, EventEncoderConfig
+from models.encoder import RISK_POOLING, EventEncoder, EventEncoderConfig
 from models.tokenizer import (
     HEAD_FIELDS,
     EventTokenizer,
@@ -129,6 +129,8 @@ class ScorerConfig:
         for name in ("val_frac", "label_val_frac"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r}: expected in [0, 1)")
+        if self.risk_pooling not in RISK_POOLING:
+            raise ValueError(f"ScorerConfig.risk_pooling={self.risk_pooling!r}: expected one of {RISK_POOLING}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"ScorerConfig.device={self.device!r}: expected auto, cpu or cuda")
 

@@ -167,20 +167,19 @@ def test_save_load_gives_identical_outputs(tmp_path, pooling: str):
 def test_running_max_lets_an_early_event_reach_every_later_risk():
     """last_max: the risk at the last event depends on the first event through the running max
     even when attention alone is cut off (a model with the attention output zeroed)."""
-    model, inputs = tiny_model(pooling="last_max"), random_inputs()
-    with torch.no_grad():
-        for block in model.blocks:
-            block.attn.proj.weight.zero_()
-            block.attn.proj.bias.zero_()
+    def without_attention(pooling: str) -> EventEncoder:
+        model = tiny_model(pooling=pooling)
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.proj.weight.zero_()
+                block.attn.proj.bias.zero_()
+        return model
+
+    inputs = random_inputs()
     changed = {k: v.clone() for k, v in inputs.items()}
     changed["amount_value"][:, 0] += 50.0  # a huge first amount
-    a, b = model(inputs).risk_logits, model(changed).risk_logits
-    assert not torch.allclose(a[:, -1], b[:, -1])
-    plain = tiny_model(pooling="last")
-    with torch.no_grad():
-        for block in plain.blocks:
-            block.attn.proj.weight.zero_()
-            block.attn.proj.bias.zero_()
+    pooled, plain = without_attention("last_max"), without_attention("last")
+    assert not torch.allclose(pooled(inputs).risk_logits[:, -1], pooled(changed).risk_logits[:, -1])
     assert torch.allclose(plain(inputs).risk_logits[:, -1], plain(changed).risk_logits[:, -1])
 
 

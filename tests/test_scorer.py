@@ -274,4 +274,6 @@ def test_bad_inputs(scorer, data):
         ScorerConfig(device="tpu")
     with pytest.raises(ValueError, match="n_heads"):
         ScorerConfig(d_model=10, n_heads=4)
+    with pytest.raises(ValueError, match="risk_pooling"):
+        ScorerConfig(risk_pooling="mean")
     assert len(FEATURES) == 6
