@@ -128,7 +128,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         until = pd.Timestamp(args.at) if args.at else None
         exp = wb.explanation(args.user, until=until)
-        timeline = wb._model_window(args.user, until=until)
+        timeline, _ = wb.model_window(args.user, until=until)
         neighbours = wb.neighbours(args.user)
     finally:
         wb.close()

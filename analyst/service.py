@@ -342,7 +342,7 @@ class Workbench:
         from models.explain import METHOD, Explanation, explain
 
         version = version or self.current_version()
-        timeline = self._model_window(user_id, until=until)
+        timeline, history = self.model_window(user_id, until=until)
         at_ts = timeline["ts"].iloc[-1]
         if not fresh:
             payload = self.store.get_explanation(user_id, version, at_ts)
@@ -350,29 +350,32 @@ class Workbench:
                 stored = Explanation.from_dict(payload)
                 if stored.method == METHOD:
                     return stored
-        exp = explain(self.scorer(version), timeline, user_id=user_id, model_version=version)
+        exp = explain(self.scorer(version), timeline, user_id=user_id, model_version=version, history=history)
         self.store.save_explanation(user_id, version, at_ts, exp.to_dict())
         return exp
 
-    def _model_window(self, user_id: str, until=None) -> pd.DataFrame:
-        """The most recent events the model reads (its max_events), up to `until` when given."""
+    def model_window(self, user_id: str, until=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(window, history) up to `until` when given: the most recent events the model reads (its
+        max_events) and the user's earlier ones. The history sets the first-time flags and the
+        first gap (models.tokenizer), so the case page's risk is the one the queue scored."""
         scorer = self.scorer()
         limit = int(getattr(getattr(scorer, "config", None), "max_events", 256))
-        timeline = self.store.timeline(user_id, until=until, limit=limit)
-        if timeline.empty:
+        full = self.store.timeline(user_id, until=until)
+        if full.empty:
             when = f" at or before {until}" if until is not None else ""
             raise LookupError(f"user {user_id!r} has no events{when} in {self.settings.db_path}")
-        return timeline.reset_index(drop=True)
+        cut = max(0, len(full) - limit)
+        return full.iloc[cut:].reset_index(drop=True), full.iloc[:cut].reset_index(drop=True)
 
     def what_if(self, user_id: str, remove: Sequence[int]) -> float:
         """Risk at the user's latest event with the given timeline rows (indexes) removed."""
         from models.explain import what_if
 
-        timeline = self._model_window(user_id)
+        timeline, history = self.model_window(user_id)
         bad = [i for i in remove if not 0 <= int(i) < len(timeline)]
         if bad:
             raise ValueError(f"event indexes {bad} out of range 0..{len(timeline) - 1}")
-        return float(what_if(self.scorer(), timeline, [int(i) for i in remove]))
+        return float(what_if(self.scorer(), timeline, [int(i) for i in remove], history=history))
 
     def neighbours(self, user_id: str, k: int = 5) -> pd.DataFrame:
         """The k labelled users closest to this one in sequence embedding, with their labels."""
@@ -382,7 +385,7 @@ class Workbench:
         ref_ids, ref_emb, ref_labels = self._reference_embeddings(version)
         if len(ref_ids) == 0:
             return pd.DataFrame(columns=["user_id", "label", "similarity"])
-        _, query = self.scorer(version).embed(self._model_window(user_id))
+        _, query = self.scorer(version).embed(self.store.timeline(user_id))  # as the references: whole history
         keep = np.array([u != user_id for u in ref_ids])
         return nearest_cases(query[0], ref_emb[keep], [u for u, m in zip(ref_ids, keep) if m],
                              ref_labels[keep], k=k)
@@ -463,7 +466,7 @@ class Workbench:
     def case(self, user_id: str, *, fresh: bool = False) -> CaseView:
         """Everything the case page shows about one user."""
         version = self.current_version()
-        timeline = self._model_window(user_id)
+        timeline, history = self.model_window(user_id)
         exp = self.explanation(user_id, version=version, fresh=fresh) if version else None
         if exp is not None:
             timeline = timeline.assign(
@@ -477,7 +480,7 @@ class Workbench:
         labels = self.store.label_history(user_id)
         return CaseView(
             user_id=user_id,
-            header=self._header(user_id, timeline),
+            header=self._header(timeline, history),
             timeline=timeline,
             explanation=exp,
             model_version=version,
@@ -495,8 +498,8 @@ class Workbench:
             self._synthetic = self.store.has_planted_events()
         return self._synthetic
 
-    def _header(self, user_id: str, window: pd.DataFrame) -> dict:
-        full = self.store.timeline(user_id)
+    def _header(self, window: pd.DataFrame, history: pd.DataFrame) -> dict:
+        full = pd.concat([history, window], ignore_index=True) if len(history) else window
         money = full["amount"].fillna(0.0)
         payments = full["event_type"].eq("payment")
         return {

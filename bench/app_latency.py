@@ -11,7 +11,9 @@ well it learned), then drives Debian Chromium (Playwright) and times, from `page
 
 Every sample is a new tab (a new Streamlit session) of one browser context (one analyst's browser,
 HTTP cache kept); the server is warmed by one case load first (the model loads once per process). The pristine store is built once in
-bench/.cache/ (git-ignored) and copied for each run, so "fresh" users are fresh every time.
+bench/.cache/ (git-ignored) and copied for each run, so "fresh" users are fresh every time. Its name
+carries a digest of the explanation method and the scorer defaults: explanations stored by an older
+method are recomputed on read, so a stale cache would time "stored" cases as fresh ones.
 Progress goes to stderr; one JSON line last on stdout:
 {"case_stored_p95_s", "case_fresh_p95_s", "queue_p95_s", ...p50s, counts, machine}.
 Goals (issue): case stored <= 2 s p95, case fresh <= 3 s p95, queue <= 2 s p95.
@@ -45,6 +47,18 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WINDOW = 256
+
+
+def cache_tag() -> str:
+    """A short digest of what a stored explanation depends on (method, scorer defaults)."""
+    import dataclasses
+    import hashlib
+
+    from models.explain import METHOD
+    from models.scorer import ScorerConfig
+
+    text = json.dumps([METHOD, dataclasses.asdict(ScorerConfig())], sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def log(msg: str) -> None:
@@ -168,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    pristine = CACHE / f"users{args.users}-seed{args.seed}"
+    pristine = CACHE / f"users{args.users}-seed{args.seed}-{cache_tag()}"
     if args.rebuild and pristine.exists():
         shutil.rmtree(pristine)
     if not (pristine / "bench_users.json").exists():

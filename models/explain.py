@@ -56,7 +56,9 @@ from models.train import collate, context_start
 
 # What made an attribution: stored with every explanation, so a record made by an older method
 # (records without the key predate it: the all-PAD baseline) is recomputed, not shown.
-METHOD = "ig/average-event+typical-surprise"
+# "+history": the window's first-time flags and first gap come from the user's earlier events
+# (before 2026-12-02 a long user's window was tokenized alone: its risk differed from the queue's).
+METHOD = "ig/average-event+typical-surprise+history"
 OLD_METHOD = "ig/pad-baseline"
 
 __all__ = [
@@ -206,15 +208,19 @@ TIME_FIELDS: tuple[str, ...] = ("gap", "hour", "weekday")
 
 def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_id: str | None = None,
             model_version: str | None = None, n_steps: int = 24, top_k: int = 5,
-            tolerance: float = 0.02, max_steps: int = 128, mask_time: bool = False) -> Explanation:
+            tolerance: float = 0.02, max_steps: int = 128, mask_time: bool = False,
+            history: pd.DataFrame | None = None) -> Explanation:
     """Explain `scorer`'s risk for one user's `timeline` (sorted by ts) as of event `at` (default last).
 
     n_steps: Gauss-Legendre IG steps to start with (16-32 recommended); doubled up to `max_steps`
     while |delta| > tolerance * |logit - baseline_logit|. top_k: events whose removal is tried
     (what-if). mask_time: also mask the time fields in the baseline (then gap / hour / weekday get
     attribution too: timing-driven patterns such as machine-regular bots show up; not the default,
-    which follows DESIGN.md "content masked, time kept"). See the module docstring for what each
-    field means. Thread-safe (private model copy).
+    which follows DESIGN.md "content masked, time kept"). history: the user's events before the
+    timeline (e.g. all but the latest max_events): not explained, but they set the first-time
+    flags, the first gap and the risk history's context, so the risk is the one the queue shows
+    (EventTokenizer.transform). See the module docstring for what each field means. Thread-safe
+    (private model copy).
     """
     t_start = time.perf_counter()
     tl = _check_timeline(timeline)
@@ -228,7 +234,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
 
     private = _private_scorer(scorer)                          # its own model copy: hooks go there
     model = private.model_
-    inputs = scorer.encode(tl.iloc[: at + 1])                  # window scoring `at`, batch of 1
+    inputs = scorer.encode(tl.iloc[: at + 1], history)         # window scoring `at`, batch of 1
     T_win = int(inputs["event_type"].shape[1])
     start = at + 1 - T_win                                     # timeline index of window position 0
 
@@ -250,13 +256,15 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
     # ---- surprise and risk as of every event. When the window scores every event (the scored
     # event is the last and the timeline fits one window) it is the forward above; otherwise the
     # scorer's score_history (each event in its own context window).
+    # With a history, this window's risk as of its earlier events sees only the window before
+    # them (one forward pass instead of one per event); the risk as of the scored event is exact.
     if start == 0 and at == n - 1 and int(context_start(np.array([at]), scorer.config.max_events)[0]) == 0:
         surprise = surprise_win[0].double().cpu().numpy()
         risk_history = np.asarray(scorer.calibrate(ig.window_logits), dtype=np.float64)
     else:
-        history = scorer.score_history(tl)
-        surprise = history["surprise"].to_numpy(dtype=np.float64)
-        risk_history = history["risk"].to_numpy(dtype=np.float64)
+        scored = scorer.score_history(tl, history)
+        surprise = scored["surprise"].to_numpy(dtype=np.float64)
+        risk_history = scored["risk"].to_numpy(dtype=np.float64)
     risk = float(scorer.calibrate(np.array([ig.logit]))[0])
 
     # ---- what-if: each top event removed, then all of them
@@ -264,7 +272,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
            if event_attr[i] > 0]
     variants = [(i,) for i in top] + ([tuple(sorted(top))] if len(top) > 1 else [])
     variants = [v for v in variants if len(v) < at + 1]      # something must remain
-    risks = _what_if_batch(private, tl, at, variants)
+    risks = _what_if_batch(private, tl, at, variants, history)
     what_ifs = tuple(WhatIf(v, r) for v, r in zip(variants, risks))
 
     reasons = top_reasons(tl, event_attr, at, risk=risk)
@@ -278,11 +286,13 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
     )
 
 
-def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int | None = None) -> float:
+def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int | None = None,
+            history: pd.DataFrame | None = None) -> float:
     """The calibrated risk as of event `at` (default the last) with the events `remove` deleted.
 
     Removed events after `at` change nothing (the model is causal). When `at` itself is removed,
     the risk is taken as of the last remaining event before it. ValueError when nothing remains.
+    history: the user's earlier events, kept (first-time flags, first gap; see `explain`).
     """
     tl = _check_timeline(timeline)
     n = len(tl)
@@ -292,10 +302,11 @@ def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int 
     if bad:
         raise ValueError(f"event indexes {bad} out of range 0..{n - 1}")
     # inference only, no hooks: the scorer's own model is safe to share between threads here
-    return _what_if_batch(_fitted(scorer), tl, at, [removed])[0]
+    return _what_if_batch(_fitted(scorer), tl, at, [removed], history)[0]
 
 
-def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: int | None = None) -> float:
+def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: int | None = None,
+                history: pd.DataFrame | None = None) -> float:
     """The calibrated risk as of event `at` (default the last) with the events `masked` replaced by
     the attribution baseline: their content embeddings set to an average event's and their
     surprise to the training users' typical surprise (what the event was and how unexpected it was are hidden;
@@ -312,7 +323,7 @@ def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: 
     if bad:
         raise ValueError(f"event indexes {bad} out of range 0..{n - 1}")
     private = _private_scorer(scorer)
-    inputs = scorer.encode(tl.iloc[: at + 1])
+    inputs = scorer.encode(tl.iloc[: at + 1], history)
     start = at + 1 - int(inputs["event_type"].shape[1])
     window = torch.as_tensor([i - start for i in positions if start <= i <= at], dtype=torch.long)
     fn = _AttributedFunction(private, inputs, TIME_FIELDS)
@@ -449,19 +460,23 @@ def _integrated_gradients(private: Any, inputs: dict[str, torch.Tensor], n_steps
     return _IGResult(per_field, fx, fb, delta, steps, logits_x)
 
 
-def _what_if_batch(scorer: Any, tl: pd.DataFrame, at: int,
-                   variants: Sequence[tuple[int, ...]]) -> list[float]:
-    """Calibrated risk at `at` for each set of removed events, all variants in one forward pass."""
+def _what_if_batch(scorer: Any, tl: pd.DataFrame, at: int, variants: Sequence[tuple[int, ...]],
+                   history: pd.DataFrame | None = None) -> list[float]:
+    """Calibrated risk at `at` for each set of removed events, all variants in one forward pass
+    (each variant a pseudo-user with the same `history`)."""
     if not variants:
         return []
-    frames, ends = [], []
+    frames, earlier, ends = [], [], []
     for k, removed in enumerate(variants):
         keep = np.setdiff1d(np.arange(at + 1), np.asarray(removed, dtype=np.int64))
         if keep.size == 0:
             raise ValueError(f"removing {list(removed)} leaves no event at or before at={at}")
         frames.append(tl.iloc[keep].assign(user_id=f"v{k:06d}"))
+        if history is not None and not history.empty:
+            earlier.append(history.assign(user_id=f"v{k:06d}"))
         ends.append(keep.size - 1)
-    tok = scorer.tokenizer_.transform(pd.concat(frames, ignore_index=True))
+    tok = scorer.tokenizer_.transform(pd.concat(frames, ignore_index=True),
+                                      pd.concat(earlier, ignore_index=True) if earlier else None)
     stops = tok.offsets[1:]
     starts = tok.offsets[:-1] + context_start(np.asarray(ends), scorer.config.max_events)
     batch = collate(tok, starts, stops, scorer.device_)           # right padded: no mask needed

@@ -532,20 +532,28 @@ class Scorer:
             "as_of": tok.ts[tok.offsets[1:] - 1],
         })
 
-    def score_history(self, timeline: pd.DataFrame) -> pd.DataFrame:
+    def score_history(self, timeline: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
         """ONE user's events + risk (as of each event, in [0, 1]), surprise and surprise_<field>.
 
         Rows come back in the input order with the input index. surprise (nats) of an event is
         -log p(event | earlier events in its context window); the first event is scored under the
         training frequencies of its field values.
+        history: the user's earlier events (see EventTokenizer.transform). They set the first-time
+        flags and give every event its full context window, so each risk equals what
+        predict_proba / score_users give as of that event on the whole timeline.
         """
         self._check_fitted()
         check_events(timeline)
         if timeline["user_id"].nunique() != 1:
             raise ValueError(f"score_history takes one user's events, got {timeline['user_id'].nunique()} users")
-        tok = self.tokenizer_.transform(timeline)
-        n = len(tok.ts)
-        positions = np.arange(n)
+        n = len(timeline)
+        n_hist = 0
+        if history is not None and not history.empty:
+            self.tokenizer_.transform(timeline, history)  # checks that history ends before the timeline
+            history = history[history["user_id"].astype(str) == str(timeline["user_id"].iloc[0])]
+            n_hist = len(history)
+        tok = self.tokenizer_.transform(pd.concat([history, timeline], ignore_index=True) if n_hist else timeline)
+        positions = np.arange(n_hist, n_hist + n)  # history sorts first (ties included)
         windows = target_windows(tok, np.zeros(n, dtype=np.int64), positions, self.config.max_events)
         logit = np.empty(n)
         head_fields = self.model_.head_fields  # a model saved before a field existed predicts fewer
@@ -556,9 +564,11 @@ class Scorer:
                 logit[p] = b.logit[r, off].float().cpu().numpy()
                 for f in head_fields:
                     fields[f][p] = b.surprise[f][r, off].float().cpu().numpy()
-        def in_input_order(values: np.ndarray) -> np.ndarray:  # token i is input row tok.row[i]
+        rows = tok.row[n_hist:] - n_hist
+
+        def in_input_order(values: np.ndarray) -> np.ndarray:  # token n_hist + i is timeline row rows[i]
             out = np.empty(n)
-            out[tok.row] = values
+            out[rows] = values
             return out
 
         out = timeline.copy()
@@ -582,18 +592,21 @@ class Scorer:
         return [str(u) for u in tok.user_ids], out
 
     # ================================================================== explanation hooks
-    def encode(self, timeline: pd.DataFrame) -> dict[str, torch.Tensor]:
+    def encode(self, timeline: pd.DataFrame, history: pd.DataFrame | None = None) -> dict[str, torch.Tensor]:
         """One user's timeline -> model inputs (batch of 1) on the model's device.
 
         The window is the one that scores the last event (its context window, at most max_events
-        events), so `risk_logits(encode(t))[0, -1]` is that user's pre-Platt logit as of the last
-        event. Keys: each id field (1, T), "amount_value" (1, T) float, "query" (1, T, K).
+        events, all from `timeline`), so `risk_logits(encode(t))[0, -1]` is that user's pre-Platt
+        logit as of the last event. history: the user's earlier events, for the first-time flags
+        and the first gap (see EventTokenizer.transform); with the latest max_events events as
+        the timeline and the rest as history, the logit equals the whole timeline's.
+        Keys: each id field (1, T), "amount_value" (1, T) float, "query" (1, T, K).
         """
         self._check_fitted()
         check_events(timeline)
         if timeline["user_id"].nunique() != 1:
             raise ValueError(f"encode takes one user's events, got {timeline['user_id'].nunique()} users")
-        tok = self.tokenizer_.transform(timeline)
+        tok = self.tokenizer_.transform(timeline, history)
         n = len(tok.ts)
         start = int(context_start(np.array([n - 1]), self.config.max_events)[0])
         return collate(tok, np.array([start]), np.array([n]), self.device_)

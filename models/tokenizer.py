@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -221,8 +221,40 @@ class EventTokenizer:
         return sizes
 
     # ------------------------------------------------------------------ transform
-    def transform(self, events: pd.DataFrame) -> TokenizedEvents:
-        """Tokenize a frame (any row order; ties in ts keep their frame order)."""
+    def transform(self, events: pd.DataFrame, history: pd.DataFrame | None = None) -> TokenizedEvents:
+        """Tokenize a frame (any row order; ties in ts keep their frame order).
+
+        history: the same users' earlier events (none after a user's first event in `events`).
+        They are not tokenized; they only set what depends on the past: the first-time flags and
+        the gap before each user's first event. So the tokens of a user's latest N events with
+        the rest as history equal the last N tokens of the whole timeline.
+        """
+        if history is None or history.empty:
+            return self._transform(events)
+        check_events(history)
+        check_events(events)
+        users = events["user_id"].astype(str)
+        history = history[history["user_id"].astype(str).isin(set(users))]
+        if history.empty:
+            return self._transform(events)
+        first = pd.Series(naive_utc_ns(events["ts"])).groupby(users.to_numpy()).min()
+        last = pd.Series(naive_utc_ns(history["ts"])).groupby(history["user_id"].astype(str).to_numpy()).max()
+        late = last[last > first.reindex(last.index)]
+        if len(late):
+            user = late.index[0]
+            raise ValueError(f"history of user {user!r} has an event at {late.iloc[0]} after that user's "
+                             f"first event {first[user]}: expected history to end before the events start")
+        n_hist = len(history)
+        tok = self._transform(pd.concat([history, events], ignore_index=True))  # ties: history first
+        keep = tok.row >= n_hist
+        counts = np.bincount(np.repeat(np.arange(tok.n_users), tok.lengths)[keep], minlength=tok.n_users)
+        return replace(
+            tok, offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), ids=tok.ids[keep],
+            amount_value=tok.amount_value[keep], query=tok.query[keep], ts=tok.ts[keep],
+            row=tok.row[keep] - n_hist,
+        )
+
+    def _transform(self, events: pd.DataFrame) -> TokenizedEvents:
         self._check_fitted()
         check_events(events)
         cfg = self.config

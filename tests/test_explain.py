@@ -113,6 +113,23 @@ def test_logit_and_risk_are_the_scorers(scorer, fraud_cases) -> None:
     np.testing.assert_allclose(e.surprise, history["surprise"].to_numpy(), atol=1e-4)
 
 
+def test_a_window_with_its_history_explains_the_whole_timelines_risk(scorer, data) -> None:
+    """The case page explains a long user's latest max_events events with the earlier ones as
+    history: the explained risk is the queue's (whole-timeline) risk, the arrays cover the window."""
+    events, _ = data
+    n = scorer.config.max_events
+    counts = events.groupby("user_id").size()
+    user = counts[counts > n + 20].index[0]
+    tl = timeline(events, user)
+    window, earlier = tl.iloc[-n:].reset_index(drop=True), tl.iloc[:-n]
+    e = explain(scorer, window, user_id=user, history=earlier, n_steps=8, max_steps=8, top_k=2)
+    assert e.risk == pytest.approx(float(scorer.predict_proba(tl)[0, 1]), abs=1e-5)
+    assert len(e.event_attribution) == len(e.risk_history) == n
+    assert e.risk_history[-1] == pytest.approx(e.risk, abs=1e-5)
+    for w in e.what_if:  # what-ifs keep the history too
+        assert what_if(scorer, window, w.removed, history=earlier) == pytest.approx(w.risk, abs=1e-5)
+
+
 def test_private_scorer_has_its_own_model(scorer, fraud_cases) -> None:
     tl, _ = fraud_cases[0]
     private = _private_scorer(scorer)

@@ -214,6 +214,20 @@ def test_long_timelines_use_context_windows(data):
     last = s.risk_logits(inputs)[0, -1].item()
     assert np.isclose(s.calibrate(np.array([last]))[0], history["risk"].iloc[-1], atol=1e-4)  # float32 noise
 
+    # the latest max_events events with the rest as history (what the case page reads) score as
+    # the whole timeline does, at every event; alone, the window's first events look new
+    window, earlier = one.iloc[-16:], one.iloc[:-16]
+    scored = s.score_history(window, earlier)
+    assert list(scored.index) == list(window.index)
+    assert np.allclose(scored["risk"], history["risk"].iloc[-16:], atol=1e-5)
+    assert np.allclose(scored["surprise"], history["surprise"].iloc[-16:], atol=1e-4)
+    last = s.risk_logits(s.encode(window, earlier))[0, -1].item()
+    assert np.isclose(s.calibrate(np.array([last]))[0], history["risk"].iloc[-1], atol=1e-4)
+    alone = s.risk_logits(s.encode(window))[0, -1].item()
+    assert not np.isclose(alone, last, atol=1e-4)  # the novelty flags and first gap did change the input
+    with pytest.raises(ValueError, match="expected history to end before the events start"):
+        s.score_history(earlier, window)
+
 
 def test_risk_logits_is_differentiable(scorer, data):
     events, _ = data

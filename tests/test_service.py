@@ -30,6 +30,20 @@ def test_queue_lists_open_cases_riskiest_first(wb):
     assert queue["top_reason"].str.len().gt(0).all(), "every case carries its top reason"
 
 
+def test_the_case_page_risk_of_a_long_user_is_the_queues(wb):
+    """A user with more events than the model reads: the case page explains the latest
+    max_events, with the earlier ones as history, so it shows the risk the queue scored."""
+    limit = wb.scorer().config.max_events
+    scores = wb.store.latest_scores(wb.current_version()).set_index("user_id")["score"]
+    counts = wb.store.events().groupby("user_id").size()
+    longest = counts.sort_values(ascending=False).index[:3]
+    assert counts[longest[0]] > limit + 10
+    for user in longest:
+        view = wb.case(str(user))
+        assert len(view.timeline) == limit and view.header["events"] == counts[user]
+        assert view.risk == pytest.approx(float(scores[user]), abs=1e-5)
+
+
 def test_queue_filters(wb):
     queue = wb.queue()
     cut = float(queue["risk"].median())
@@ -70,7 +84,7 @@ def test_an_explanation_made_by_an_older_method_is_recomputed(wb):
     user, version = str(wb.queue().iloc[0]["user_id"]), wb.current_version()
     current = wb.explanation(user)
     assert current.method == METHOD
-    at = wb._model_window(user)["ts"].iloc[-1]
+    at = wb.model_window(user)[0]["ts"].iloc[-1]
     old = {k: v for k, v in current.to_dict().items() if k != "method"}
     old["reasons"] = ["made by the old method"]
     wb.store.save_explanation(user, version, at, old)

@@ -139,3 +139,24 @@ def test_errors(events):
         TokenizerConfig(max_categories=0)
     with pytest.raises(ValueError, match="tokenizer.json"):
         EventTokenizer.load("/nonexistent/dir")
+
+
+def test_history_sets_first_time_flags_and_the_first_gap(events):
+    """A user's latest events tokenized with the earlier ones as history equal the end of the whole
+    timeline's tokens (the case page reads the latest max_events events; the queue the whole)."""
+    tok = EventTokenizer().fit(events)
+    ordered = events.sort_values(["user_id", "ts"], kind="stable")
+    latest = ordered.groupby("user_id").tail(1)            # a: the view on d1; b: the purchase on d2
+    earlier = ordered.drop(latest.index)
+    whole = tok.transform(events)
+    last_of_each = whole.offsets[1:] - 1
+    with_history = tok.transform(latest, history=earlier)
+    assert (with_history.ids == whole.ids[last_of_each]).all()
+    assert (with_history.row == [0, 1]).all() and list(with_history.user_ids) == ["a", "b"]
+    alone = tok.transform(latest)                            # without history: every device is new
+    assert alone.ids[0, col("new_device")] == NEW and with_history.ids[0, col("new_device")] == SEEN
+    assert alone.ids[0, col("gap")] == 1 and with_history.ids[0, col("gap")] > 1
+    # history of other users is ignored; history after the events start is refused, naming the user
+    assert (tok.transform(latest, history=earlier.assign(user_id="zz")).ids == alone.ids).all()
+    with pytest.raises(ValueError, match="history of user 'a' .* after that user's first event"):
+        tok.transform(earlier, history=latest)
