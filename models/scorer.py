@@ -58,6 +58,7 @@ from models.tokenizer import (
     TokenizedEvents,
     TokenizerConfig,
     check_events,
+    checked_history,
     naive_utc_ns,
 )
 from models.train import (
@@ -547,11 +548,8 @@ class Scorer:
         if timeline["user_id"].nunique() != 1:
             raise ValueError(f"score_history takes one user's events, got {timeline['user_id'].nunique()} users")
         n = len(timeline)
-        n_hist = 0
-        if history is not None and not history.empty:
-            self.tokenizer_.transform(timeline, history)  # checks that history ends before the timeline
-            history = history[history["user_id"].astype(str) == str(timeline["user_id"].iloc[0])]
-            n_hist = len(history)
+        history = checked_history(timeline, history)
+        n_hist = len(history)
         tok = self.tokenizer_.transform(pd.concat([history, timeline], ignore_index=True) if n_hist else timeline)
         positions = np.arange(n_hist, n_hist + n)  # history sorts first (ties included)
         windows = target_windows(tok, np.zeros(n, dtype=np.int64), positions, self.config.max_events)

@@ -119,6 +119,27 @@ class TokenizedEvents:
         return out
 
 
+def checked_history(events: pd.DataFrame, history: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows of `history` of users in `events` (empty when None); ValueError when a user's
+    history has an event after that user's first event in `events`."""
+    if history is None or history.empty:
+        return pd.DataFrame(columns=events.columns)
+    check_events(history)
+    check_events(events)
+    users = events["user_id"].astype(str)
+    history = history[history["user_id"].astype(str).isin(set(users))]
+    if history.empty:
+        return history
+    first = pd.Series(naive_utc_ns(events["ts"])).groupby(users.to_numpy()).min()
+    last = pd.Series(naive_utc_ns(history["ts"])).groupby(history["user_id"].astype(str).to_numpy()).max()
+    late = last[last > first.reindex(last.index)]
+    if len(late):
+        user = late.index[0]
+        raise ValueError(f"history of user {user!r} has an event at {late.iloc[0]} after that user's "
+                         f"first event {first[user]}: expected history to end before the events start")
+    return history
+
+
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
@@ -229,21 +250,9 @@ class EventTokenizer:
         the gap before each user's first event. So the tokens of a user's latest N events with
         the rest as history equal the last N tokens of the whole timeline.
         """
-        if history is None or history.empty:
-            return self._transform(events)
-        check_events(history)
-        check_events(events)
-        users = events["user_id"].astype(str)
-        history = history[history["user_id"].astype(str).isin(set(users))]
+        history = checked_history(events, history)
         if history.empty:
             return self._transform(events)
-        first = pd.Series(naive_utc_ns(events["ts"])).groupby(users.to_numpy()).min()
-        last = pd.Series(naive_utc_ns(history["ts"])).groupby(history["user_id"].astype(str).to_numpy()).max()
-        late = last[last > first.reindex(last.index)]
-        if len(late):
-            user = late.index[0]
-            raise ValueError(f"history of user {user!r} has an event at {late.iloc[0]} after that user's "
-                             f"first event {first[user]}: expected history to end before the events start")
         n_hist = len(history)
         tok = self._transform(pd.concat([history, events], ignore_index=True))  # ties: history first
         keep = tok.row >= n_hist

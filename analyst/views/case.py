@@ -180,6 +180,8 @@ with metrics_slot:
         f"last seen {common.fmt_when(h.get('last_seen'))} · {h.get('ips', 0)} IPs · "
         f"countries: {', '.join(countries) or 'n/a'} · paid {h.get('paid_total', 0):,.2f} · "
         f"{h.get('refunds', 0)} refunds · the model reads the last {h.get('events_in_model_window', 0)} events"
+        + (" (the earlier ones tell it which devices, IPs, countries, addresses and payment methods are new)"
+           if h.get("events", 0) > h.get("events_in_model_window", 0) else "")
     )
     _tour(1, "The risk above is the model's calibrated probability that this account is fraudulent, "
              "as of its latest event. The header summarises the account.")
