@@ -57,7 +57,7 @@ from models.train import collate, context_start
 # What made an attribution: stored with every explanation, so a record made by an older method
 # (records without the key predate it: the all-PAD baseline) is recomputed, not shown.
 # "+history": the window's first-time flags and first gap come from the user's earlier events
-# (before 2026-12-02 a long user's window was tokenized alone: its risk differed from the queue's).
+# (older records tokenized a long user's window alone: its risk differed from the queue's).
 METHOD = "ig/average-event+typical-surprise+history"
 OLD_METHOD = "ig/pad-baseline"
 
