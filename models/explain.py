@@ -218,8 +218,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
     attribution too: timing-driven patterns such as machine-regular bots show up; not the default,
     which follows DESIGN.md "content masked, time kept"). history: the user's events before the
     timeline (e.g. all but the latest max_events): not explained, but they set the first-time
-    flags, the first gap and the risk history's context, so the risk is the one the queue shows
-    (EventTokenizer.transform). See the module docstring for what each field means. Thread-safe
+    flags and the first gap (EventTokenizer.transform), so the risk is the one the queue shows. See the module docstring for what each field means. Thread-safe
     (private model copy).
     """
     t_start = time.perf_counter()
@@ -312,8 +311,8 @@ def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: 
     surprise to the training users' typical surprise (what the event was and how unexpected it was are hidden;
     that an event happened and when stay). This is the deletion that matches the attributions'
     own counterfactual (bench/explain.py's faithfulness test); `what_if` instead removes events
-    and re-tokenizes the rest. Masked events after `at` change nothing. Thread-safe (hooks go on
-    a private model copy).
+    and re-tokenizes the rest. Masked events after `at` change nothing. history: as in `explain`.
+    Thread-safe (hooks go on a private model copy).
     """
     tl = _check_timeline(timeline)
     n = len(tl)
