@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -125,6 +126,14 @@ def test_demo_builds_its_store_once_from_the_sample(data_dir, tmp_path):
         wb.close()
 
 
+def _ppid(proc_dir: Path) -> int:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):  # the process ended meanwhile
+        return -1
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc (Linux)")
 def test_stopping_sleuth_app_stops_its_server_and_frees_the_store(tiny_home, tmp_path):
     """`kill PID` of `sleuth app` (SIGTERM) ends the Streamlit server it started: nothing keeps
     the DuckDB file locked afterwards."""
@@ -161,6 +170,13 @@ def test_stopping_sleuth_app_stops_its_server_and_frees_the_store(tiny_home, tmp
             assert cli.poll() is None, "sleuth app exited before serving"
             assert time.monotonic() < deadline, "sleuth app did not serve in 90 s"
             time.sleep(0.3)
+        # a product server, not a dev server: it watches no source files (a watcher over the
+        # project and its .venv costs CPU, overflows inotify and offers "Rerun" on every git pull)
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                    and (p / "stat").exists() and _ppid(p) == cli.pid]
+        assert len(children) == 1, children
+        args = Path(f"/proc/{children[0]}/cmdline").read_bytes().decode().split("\0")
+        assert args[args.index("--server.fileWatcherType") + 1] == "none", args
         cli.send_signal(signal.SIGTERM)
         assert cli.wait(timeout=30) is not None
         assert not healthy(), "the server outlived `sleuth app`"
