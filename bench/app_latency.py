@@ -160,10 +160,11 @@ def time_case(context, url: str, user: str, n_events: int) -> float:
 
 def event_counts(home: Path) -> dict[str, int]:
     """Events per user in a bench store (read before its server opens it)."""
-    import duckdb
-
-    with duckdb.connect(str(home / "sleuth.duckdb"), read_only=True) as con:
-        return dict(con.execute("SELECT user_id, count(*) FROM sleuth.events GROUP BY user_id").fetchall())
+    wb = Workbench(Settings.from_env(env={"SLEUTH_HOME": str(home)}))
+    try:
+        return {str(u): int(n) for u, n in wb.store.events().groupby("user_id").size().items()}
+    finally:
+        wb.close()
 
 
 def time_next_cases(context, url: str, counts: dict[str, int], n: int, warmup: int = 2) -> list[float]:

@@ -218,8 +218,8 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
     attribution too: timing-driven patterns such as machine-regular bots show up; not the default,
     which follows DESIGN.md "content masked, time kept"). history: the user's events before the
     timeline (e.g. all but the latest max_events): not explained, but they set the first-time
-    flags and the first gap (EventTokenizer.transform), so the risk is the one the queue shows. See the module docstring for what each field means. Thread-safe
-    (private model copy).
+    flags and the first gap (EventTokenizer.transform), so the risk is the one the queue shows.
+    See the module docstring for what each field means. Thread-safe (private model copy).
     """
     t_start = time.perf_counter()
     tl = _check_timeline(timeline)
