@@ -264,16 +264,24 @@ def prepare_demo(settings: Settings) -> None:
         wb.close()
 
 
+def streamlit_command(port: int) -> list[str]:
+    """The `streamlit run app.py` command line `sleuth app` serves with (tests and benches reuse it).
+
+    fileWatcherType none: a product server, not a dev server. A watcher over the project (its
+    .venv included) costs CPU, overflowed inotify in `make demo`, and offers "Rerun" to every open
+    tab when files change under it (a git pull, a model being saved). enableStaticServing: static/
+    holds the small plotly.js bundle the charts are drawn with (analyst/views/chart.py).
+    """
+    return [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
+            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+            "--server.fileWatcherType", "none", "--server.enableStaticServing", "true"]
+
+
 def _serve(settings: Settings, port: int) -> int:
     env = {**os.environ, "SLEUTH_DB": str(settings.db_path.resolve()),
            "SLEUTH_HOME": str(settings.home.resolve()), "SLEUTH_MODELS": str(settings.model_dir.resolve())}
-    # fileWatcherType none: a product server, not a dev server. A watcher over the project (its
-    # .venv included) costs CPU, overflowed inotify in `make demo`, and offers "Rerun" to every
-    # open tab when files change under it (a git pull, a model being saved).
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
-           "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-           "--server.fileWatcherType", "none"]
+    cmd = streamlit_command(port)
     print(f"sleuth is serving on http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
     proc = subprocess.Popen(cmd, env=env)
     # a SIGTERM to this process (a service manager, `kill PID`) stops the server too: an orphaned

@@ -47,6 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from analyst.cli import streamlit_command  # noqa: E402
 from analyst.config import Settings  # noqa: E402
 from analyst.service import Workbench  # noqa: E402
 
@@ -120,11 +121,7 @@ def serve(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     env.pop("SLEUTH_MODELS", None)
     with open(log_path, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-             "--client.toolbarMode", "viewer"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            streamlit_command(port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:

@@ -67,6 +67,22 @@ def plotly_array(value) -> np.ndarray:
     return np.asarray(value)
 
 
+def figures(at: AppTest) -> list[dict]:
+    """The Plotly figures on the page, in page order, as drawn by analyst/views/chart.py.
+
+    The project's .streamlit/config.toml turns static serving on, so they are its component (the
+    app's own plotly.js bundle); a plain `st.plotly_chart` (the fallback) would count as well.
+    """
+    found = []
+    for element in at.get("bidi_component") + at.get("plotly_chart"):
+        proto = element.proto
+        if hasattr(proto, "spec"):
+            found.append(json.loads(proto.spec))
+        elif proto.component_name == "sleuth_plotly":
+            found.append(json.loads(json.loads(proto.json)["figure"]))
+    return found
+
+
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -132,8 +148,9 @@ def test_case_page_shows_header_timeline_and_reasons(home):
     assert metric(at, "Risk") == f"{view.risk:.0%}"
     assert metric(at, "Events") == f"{view.header['events']:,}"
     assert view.model_version in at.caption[0].value
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 2  # timeline + field attribution (+ attention tab)
+    drawn = [f["layout"]["meta"]["chart"] for f in figures(at)]
+    assert drawn[:2] == ["timeline", "fields"]  # (+ the attention heatmap in its tab)
+    assert len(figures(at)[0]["data"][0]["x"]) == len(view.timeline)
     markdown = " ".join(m.value for m in at.markdown)
     assert all(reason in markdown for reason in view.explanation.reasons)
     events = next(d.value for d in at.dataframe if "attribution" in d.value.columns)
@@ -146,10 +163,10 @@ def test_case_page_shows_header_timeline_and_reasons(home):
     at.run()
     no_errors(at)
     assert any("not an explanation" in w.value for w in at.warning)
-    heat = json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]
+    heat = figures(at)[-1]["data"][0]
     assert heat["type"] == "heatmap" and plotly_array(heat["z"]).shape == (1, len(view.timeline))
     at.segmented_control(key=f"attn_mode_{user}").set_value("Last layer, per head").run()
-    heads = plotly_array(json.loads(at.get("plotly_chart")[-1].proto.spec)["data"][0]["z"])
+    heads = plotly_array(figures(at)[-1]["data"][0]["z"])
     assert heads.shape == np.asarray(view.explanation.attention_last).shape
     at.session_state["case_tab"] = "Similar cases"
     at.run()
@@ -272,7 +289,7 @@ def test_demo_mode_masks_identifiers_and_reveals_truth(home):
     if planted:
         at.toggle(key=f"reveal_{user}").set_value(True).run()
         assert any("planted" in i.value for i in at.info)
-        spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+        spec = figures(at)[0]
         widths = plotly_array(spec["data"][0]["marker"]["line"]["width"])
         truth = wb.case(user).ground_truth["planted_events"]
         assert [i for i, w in enumerate(widths) if w > 1] == truth  # planted events outlined
@@ -326,7 +343,7 @@ def test_model_page_compares_versions_on_reviewed_cases(home):
     no_errors(at)
     metrics = workbench().model_metrics(workbench().current_version())
     if metrics.get("pr_curve"):
-        assert any(json.loads(c.proto.spec)["layout"]["meta"]["chart"] == "pr" for c in at.get("plotly_chart"))
+        assert any(f["layout"]["meta"]["chart"] == "pr" for f in figures(at))
 
 
 @pytest.mark.slow
@@ -360,3 +377,37 @@ def test_retrain_runs_in_background_then_promote_rescores(home):
     audit = workbench().audit()
     assert ((audit["action"] == "promote") & (audit["new"] == new) & (audit["actor"] == "ana")).any()
     assert set(workbench().queue()["model_version"]) >= {new}
+
+
+# ---------------------------------------------------------------------------------------- charts
+def test_charts_fall_back_to_st_plotly_chart_without_static_serving(home):
+    """`streamlit run` with static serving off still draws every chart (Streamlit's own Plotly)."""
+    from streamlit import config
+
+    from analyst.views import chart
+
+    assert chart.bundle_url() == "/app/static/plotly-cartesian-4.1.1.min.js"  # .streamlit/config.toml
+    user = workbench().queue().iloc[0]["user_id"]
+    config.set_option("server.enableStaticServing", False)
+    try:
+        assert chart.bundle_url() is None
+        at = open_case(app().run(), user)
+    finally:
+        config.set_option("server.enableStaticServing", True)
+    no_errors(at)
+    assert not at.get("bidi_component")
+    assert [json.loads(c.proto.spec)["layout"]["meta"]["chart"] for c in at.get("plotly_chart")][:2] == \
+        ["timeline", "fields"]
+
+
+def test_chart_bundle_url_follows_the_base_url_path():
+    from streamlit import config
+
+    from analyst.views import chart
+
+    before = config.get_option("server.baseUrlPath")
+    config.set_option("server.baseUrlPath", "/sleuth/")
+    try:
+        assert chart.bundle_url() == "/sleuth/app/static/plotly-cartesian-4.1.1.min.js"
+    finally:
+        config.set_option("server.baseUrlPath", before)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("streamlit.testing.v1")
-from tests.test_app import app, home, no_errors, open_case, release_workbenches, workbench  # noqa: E402,F401
+from tests.test_app import app, figures, home, no_errors, open_case, release_workbenches, workbench  # noqa: E402,F401
 
 REVIEW_PAGE = "analyst/views/review.py"
 SECRET = "ana: first note, must stay hidden from the blind reviewer"
@@ -70,7 +70,7 @@ def test_blind_second_review_is_recorded_without_showing_the_first_decision(samp
     assert SECRET not in text and "legitimate" not in text.lower(), "blind: nothing of the first decision"
     assert not {"first_analyst", "first_label", "label", "note", "decision"} & set(due.columns)
     assert at.radio(key="rv_decision").value is None, "no pre-selected answer"
-    assert at.get("plotly_chart"), "the timeline is drawn for the reviewer"
+    assert [f["layout"]["meta"]["chart"] for f in figures(at)] == ["timeline"], "the timeline is drawn for the reviewer"
 
     at.get("form_submit_button")[0].click().run()
     assert any("Pick fraud or legit" in e.value for e in at.error)

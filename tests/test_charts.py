@@ -143,3 +143,43 @@ def test_mask_identifiers_is_stable_and_hides_raw_values(timeline):
 def test_figures_serialise_to_json(timeline):
     for fig in (charts.timeline_figure(timeline), charts.risk_histogram(timeline["risk"])):
         assert fig.to_json()
+
+
+def _all_figures(timeline) -> list[go.Figure]:
+    curves = {"v1": {"precision": [1.0, 0.5], "recall": [0.0, 1.0], "prob_pred": [0.2, 0.8],
+                     "prob_true": [0.1, 0.9]}}
+    return [charts.timeline_figure(timeline), charts.loading_figure(),
+            charts.attention_figure(np.full((2, len(timeline)), 0.5)),
+            charts.field_attribution_figure({"amount": [0.2, -0.1], "device_id": [0.05, 0.0]}),
+            charts.pr_curve_figure(curves), charts.calibration_figure(curves),
+            charts.risk_histogram(timeline["risk"])]
+
+
+def test_every_figure_can_be_drawn_by_the_shipped_plotly_bundle(timeline):
+    """The app and the report draw with static/'s cartesian bundle: it must hold every trace type."""
+    import re
+
+    bundled = set(re.findall(r'moduleType:"trace",name:"(\w+)"', charts.PLOTLY_JS.read_text(encoding="utf-8")))
+    assert {"scatter", "bar", "heatmap", "histogram"} <= bundled
+    for fig in _all_figures(timeline):
+        used = {trace.type or "scatter" for trace in fig.data}
+        assert used <= bundled, (fig.layout.meta, used - bundled)
+        layout = fig.to_plotly_json()["layout"]
+        axes = [k for k in layout if re.fullmatch(r"[xy]axis\d*", k)]
+        assert axes and all(layout[k].get("automargin") is True for k in axes), (fig.layout.meta, axes)
+
+
+def test_shipped_plotly_bundle_is_the_documented_file_for_this_plotly():
+    import hashlib
+    import re
+
+    import plotly.offline
+
+    text = charts.PLOTLY_JS.read_text(encoding="utf-8")
+    version = re.search(r"plotly\.js \(cartesian - minified\) v(\d+\.\d+\.\d+)", text[:300]).group(1)
+    assert charts.PLOTLY_JS.name == f"plotly-cartesian-{version}.min.js"
+    # the figures' JSON is written by the plotly package for its plotly.js: same major version
+    assert version.split(".")[0] == plotly.offline.get_plotlyjs_version().split(".")[0], (
+        f"plotly now writes for plotly.js {plotly.offline.get_plotlyjs_version()}: update static/ (static/README.md)")
+    readme = (charts.PLOTLY_JS.parent / "README.md").read_text(encoding="utf-8")
+    assert hashlib.sha256(charts.PLOTLY_JS.read_bytes()).hexdigest() in readme

@@ -63,6 +63,8 @@ def test_report_is_one_offline_file_with_the_case(view):
     assert not re.search(r"<script[^>]+src=", html)
     assert not re.search(r"<link[^>]+href=\"?https?:", html)
     assert "Plotly.newPlot" in html and len(html) > 1_000_000  # the library itself is embedded
+    # the app's cartesian bundle (static/), once: a third of the size of the full plotly.js
+    assert html.count("plotly.js (cartesian - minified) v") == 1 and len(html) < 2_500_000
     assert 'id="timeline"' in html
     for text in ("Case report: user u7", "v-test", "83.0%", "Generated 2024-05-03 09:00 UTC by ana",
                  "Account age days", "DE, FR", "payment_fraud", "Audit trail", "claimed", "u9"):

@@ -7,7 +7,7 @@ import streamlit as st
 
 from analyst import charts, report
 from analyst.service import ALERT_QUALITY, REASON_CODES, ConflictError
-from analyst.views import common
+from analyst.views import chart, common
 
 CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
 FLASH_KEY = "case_flash"     # the last decision, shown once after the rerun that records it
@@ -98,7 +98,7 @@ if not user_id:
 
 # ---------------------------------------------------------------------------------- header
 # The layout is laid down before the case loads: on a first visit the timeline slot shows an empty
-# chart at once, so the browser loads its Plotly code while the server reads the case.
+# chart at once, so the browser loads its plotly.js while the server reads the case.
 head_l, head_r = st.columns([3, 1.2], vertical_alignment="center")
 head_l.title(f"Case: user {user_id}")
 chips_slot = head_l.empty()
@@ -106,7 +106,8 @@ flash_slot = st.container()
 metrics_slot = st.container()
 chart_slot = st.empty()
 if _cached(user_id) is None:
-    chart_slot.plotly_chart(charts.loading_figure(), config={"displayModeBar": False})
+    with chart_slot:
+        chart.show(charts.loading_figure(), config={"displayModeBar": False})
 
 view = None
 with common.guard(f"Could not open user {user_id}"):
@@ -201,8 +202,9 @@ with metrics_slot:
              "bigger dots mattered more. The black line is the risk as of each event. Drag to zoom, hover for details.")
 
 # ---------------------------------------------------------------------------------- timeline
-chart_slot.plotly_chart(charts.timeline_figure(timeline, selected=planted), key=f"timeline_{view.user_id}",
-                        config={"displaylogo": False, "scrollZoom": True})
+with chart_slot:
+    chart.show(charts.timeline_figure(timeline, selected=planted), key=f"timeline_{view.user_id}",
+               config={"scrollZoom": True})
 
 # ---------------------------------------------------------------------------------- why + decide
 why_col, decide_col = st.columns([1.35, 1], gap="large")
@@ -216,8 +218,8 @@ with why_col:
             st.markdown(f"- {sentence}")
         fields = getattr(exp, "field_attribution", None) or {}
         if fields:
-            st.plotly_chart(charts.field_attribution_figure(fields), key=f"fields_{view.user_id}",
-                            config={"displayModeBar": False})
+            chart.show(charts.field_attribution_figure(fields), key=f"fields_{view.user_id}",
+                       config={"displayModeBar": False})
         st.caption(f"Integrated gradients, {exp.n_steps} steps from an average-event baseline "
                    f"(time kept, each event as surprising as usual); "
                    f"convergence delta {exp.delta:.1e}.")
@@ -377,7 +379,7 @@ def attention_panel() -> None:
         fig = charts.attention_figure(np.asarray(exp.attention_last), event_labels=labels)
     else:
         fig = charts.attention_figure(np.asarray(exp.attention_rollout), event_labels=labels, row_labels=["rollout"])
-    st.plotly_chart(fig, key=f"attn_{view.user_id}")
+    chart.show(fig, key=f"attn_{view.user_id}")
 
 
 def similar_panel() -> None:

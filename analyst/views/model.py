@@ -10,7 +10,7 @@ import streamlit as st
 from analyst import charts
 from analyst.sampling import QueueMix, daily_seed
 from analyst.service import DEFAULT_ALERT_BUDGET
-from analyst.views import common
+from analyst.views import chart, common
 
 JOB_KEY = "model_jobs"   # {"retrain": job_id} of this tab
 
@@ -153,9 +153,11 @@ if models is not None:
             st.info("Not enough reviewed cases with both outcomes to draw curves yet: decide a few cases first.")
         g1, g2 = st.columns(2)
         if pr:
-            g1.plotly_chart(charts.pr_curve_figure(pr), key="m_pr")
+            with g1:
+                chart.show(charts.pr_curve_figure(pr), key="m_pr")
         if cal:
-            g2.plotly_chart(charts.calibration_figure(cal), key="m_cal")
+            with g2:
+                chart.show(charts.calibration_figure(cal), key="m_cal")
         at_k = {v: m.get("precision_at_k") for v, m in metrics.items() if m.get("precision_at_k") is not None}
         if at_k:
             rows = []

@@ -6,7 +6,7 @@ import datetime as dt
 import streamlit as st
 
 from analyst import charts
-from analyst.views import common
+from analyst.views import chart, common
 
 STATUSES = ("open", "claimed", "escalated", "decided")
 SORTS = {"risk": "Risk (highest first)", "age": "Account age (newest first)", "opened": "Opened (latest first)"}
@@ -127,4 +127,4 @@ if queue is not None:
         else:
             st.caption("Select a row to open or claim it.")
         with st.expander("Risk distribution of the cases shown"):
-            st.plotly_chart(charts.risk_histogram(queue["risk"]), key="q_hist")
+            chart.show(charts.risk_histogram(queue["risk"]), key="q_hist")

@@ -13,7 +13,7 @@ import streamlit as st
 
 from analyst import charts
 from analyst.service import REASON_CODES, ConflictError
-from analyst.views import common
+from analyst.views import chart, common
 
 BLIND_KEY = "review_blind_view"   # {"case_id", "model_version", "view"}: the blind case being reviewed
 FLASH_KEY = "review_flash"        # the last second review / adjudication, shown once after its rerun
@@ -104,8 +104,7 @@ def my_reviews() -> None:
     cols[2].metric("Devices", f"{h.get('devices', 0)}", border=True)
     cols[3].metric("Countries", f"{len(h.get('countries') or [])}", border=True)
     cols[4].metric("Payments", f"{h.get('payments', 0)}", border=True)
-    st.plotly_chart(charts.timeline_figure(view.timeline), key=f"rv_timeline_{case_id}",
-                    config={"displaylogo": False, "scrollZoom": True})
+    chart.show(charts.timeline_figure(view.timeline), key=f"rv_timeline_{case_id}", config={"scrollZoom": True})
     if view.explanation is not None:
         st.markdown("**Why the model flagged it**")
         for sentence in view.explanation.reasons:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from analyst.cli import streamlit_command
+
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "app.py"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -83,11 +84,7 @@ def start_server(home: Path, log_path: Path, extra_env: dict | None = None, time
         env.pop(key, None)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(APP),
-             "--server.headless", "true", "--server.address", "127.0.0.1",
-             "--server.port", str(port), "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            streamlit_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     server = Server(home=home, url=f"http://127.0.0.1:{port}", proc=proc, log=log_path, env=env)
     deadline = time.monotonic() + timeout

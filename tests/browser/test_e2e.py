@@ -43,6 +43,11 @@ def test_queue_to_decision_to_next_case(page: Page, server, artifacts):
     expect(timeline.locator("g.cartesianlayer g.trace.scatter path.point").first).to_be_attached(timeout=30_000)
     assert timeline.locator("g.cartesianlayer g.trace.scatter path.point").count() >= 3
     expect(timeline.get_by_text("red = towards fraud")).to_be_attached()
+    assert timeline.bounding_box()["width"] > 700, "the chart spans its column"
+    # drawn with the app's own plotly.js bundle (analyst/views/chart.py), not Streamlit's 4.7 MB one
+    loaded = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+    assert any("/app/static/plotly-cartesian-" in url for url in loaded), loaded
+    assert not any("PlotlyChart" in url for url in loaded), "Streamlit's own Plotly chunk was loaded"
     expect(page.get_by_role("heading", name="Why this risk")).to_be_visible()
     expect(page.get_by_text("Attribution by field")).to_be_attached()
 
@@ -66,6 +71,10 @@ def test_queue_to_decision_to_next_case(page: Page, server, artifacts):
     html = report.read_text()
     assert f"Case report: user {user}" in html and NOTE in html and "Plotly.newPlot" in html
     assert not re.search(r"<script[^>]+src=", html)
+    offline = page.context.new_page()  # it draws its timeline from the file alone
+    offline.goto(report.resolve().as_uri())
+    expect(offline.locator("#timeline g.trace.scatter path.point").first).to_be_attached(timeout=30_000)
+    offline.close()
 
     # next case: another user
     page.get_by_role("button", name="Next case").click()
