@@ -177,6 +177,11 @@ def test_stopping_sleuth_app_stops_its_server_and_frees_the_store(tiny_home, tmp
         assert len(children) == 1, children
         args = Path(f"/proc/{children[0]}/cmdline").read_bytes().decode().split("\0")
         assert args[args.index("--server.fileWatcherType") + 1] == "none", args
+        # it serves static/ (the charts' plotly.js bundle, analyst/views/chart.py)
+        from analyst.charts import PLOTLY_JS
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/app/static/{PLOTLY_JS.name}", timeout=10) as r:
+            assert r.status == 200 and len(r.read()) == PLOTLY_JS.stat().st_size
         cli.send_signal(signal.SIGTERM)
         assert cli.wait(timeout=30) is not None
         assert not healthy(), "the server outlived `sleuth app`"

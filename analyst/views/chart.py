@@ -26,9 +26,6 @@ _HTML = '<div class="sleuth-plot" style="width:100%"></div>'
 _JS = """
 export default function ({ data, parentElement }) {
   const el = parentElement.querySelector(".sleuth-plot");
-  const fig = JSON.parse(data.figure);
-  const height = (fig.layout && fig.layout.height) || 450;
-  el.style.height = height + "px";  // the page keeps its place while plotly.js loads
   window.__sleuthPlotly = window.__sleuthPlotly || {};
   if (!window.__sleuthPlotly[data.src]) {
     window.__sleuthPlotly[data.src] = new Promise((resolve, reject) => {
@@ -39,6 +36,9 @@ export default function ({ data, parentElement }) {
       document.head.appendChild(script);
     });
   }
+  const fig = JSON.parse(data.figure);
+  const height = (fig.layout && fig.layout.height) || 450;
+  el.style.height = height + "px";  // the page keeps its place while plotly.js loads
   let gone = false, resize = null;
   window.__sleuthPlotly[data.src].then((Plotly) => {
     if (gone) return;
@@ -54,8 +54,13 @@ export default function ({ data, parentElement }) {
     layout.autosize = true;
     delete layout.width;
     Plotly.react(el, fig.data || [], layout, data.config);
-    // follow the element's width (columns, sidebar, an expander opening), not only the window's
-    resize = new ResizeObserver(() => { if (!gone && el.offsetWidth) Plotly.Plots.resize(el); });
+    // follow the element's width (columns, sidebar, an expander opening), not only the window's;
+    // the observer's first call (same width) must not draw the chart a second time
+    let drawnWidth = el.offsetWidth;
+    resize = new ResizeObserver(() => {
+      const width = el.offsetWidth;
+      if (!gone && width && width !== drawnWidth) { drawnWidth = width; Plotly.Plots.resize(el); }
+    });
     resize.observe(el);
   }).catch((err) => {
     el.textContent = "Could not load the chart library (" + err.message + "): is static serving on?";
