@@ -70,8 +70,9 @@ def plotly_array(value) -> np.ndarray:
 def figures(at: AppTest) -> list[dict]:
     """The Plotly figures on the page, in page order, as drawn by analyst/views/chart.py.
 
-    The project's .streamlit/config.toml turns static serving on, so they are its component (the
-    app's own plotly.js bundle); a plain `st.plotly_chart` (the fallback) would count as well.
+    The app's .streamlit/config.toml turns static serving on (AppTest reads it too), so they are
+    chart.py's component (the app's own plotly.js bundle); a plain `st.plotly_chart` (the fallback)
+    would count as well.
     """
     found = []
     for element in at.get("bidi_component") + at.get("plotly_chart"):

@@ -154,8 +154,10 @@ def test_stopping_sleuth_app_stops_its_server_and_frees_the_store(tiny_home, tmp
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in ("SLEUTH_DB", "SLEUTH_MODELS")}
     env["SLEUTH_HOME"] = str(home)
+    # started from another directory, as a user would
     cli = subprocess.Popen([sys.executable, "-m", "analyst.cli", "app", "--port", str(port)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           stdin=subprocess.DEVNULL)
 
     def healthy() -> bool:
         try:

@@ -9,7 +9,7 @@ a plain <script> tag (the browser caches the file and its compiled code), then d
 JSON with `Plotly.react`.
 
 Streamlit serves static/ when `server.enableStaticServing` is on: `sleuth app` / `sleuth demo`
-pass it, and .streamlit/config.toml sets it for `streamlit run app.py` from the project root.
+pass it, and .streamlit/config.toml beside app.py sets it for a plain `streamlit run app.py`.
 Where it is off, or the file is missing, `show` falls back to `st.plotly_chart`: same figure,
 slower first paint.
 """
