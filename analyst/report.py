@@ -1,8 +1,9 @@
 """One-file HTML case report: timeline chart, explanation, decision, model version, audit trail.
 
 The report embeds plotly.js inline (the app's cartesian bundle, `charts.PLOTLY_JS`; the full one
-from the plotly package if that file is missing), so it opens offline (about 1.6 MB). It is built from a
-`CaseView` (analyst/service.py) or anything with the same attributes; all text is HTML-escaped.
+from the plotly package if that file is missing), so it opens offline (about 1.6 MB). It is built
+from a `CaseView` (analyst/service.py) or anything with the same attributes; all text is
+HTML-escaped.
 """
 from __future__ import annotations
 
