@@ -163,7 +163,7 @@ def timeline_figure(
                        dict(count=1, label="last day", step="day", stepmode="backward"),
                        dict(count=7, label="last week", step="day", stepmode="backward"),
                        dict(step="all", label="all"),
-                   ], x=0, y=1.0, yanchor="bottom", font=dict(size=11), bgcolor="#f3f4f6")),
+                   ], x=0, y=1.0, yanchor="bottom", font=dict(size=11, color=RISK_COLOUR), bgcolor="#f3f4f6")),
         yaxis=dict(categoryorder="array", categoryarray=order[::-1], showgrid=True, gridcolor="#f1f5f9",
                    automargin=True),
         yaxis2=dict(title=dict(text="risk"), overlaying="y", side="right", anchor="x", range=[0, 1.02],
