@@ -307,15 +307,13 @@ def _serve(settings: Settings, port: int) -> int:
 
 # ---------------------------------------------------------------------------------------- parser
 def _parse_mapping(pairs: Sequence[str] | None) -> dict[str, str] | None:
-    if not pairs:
-        return None
-    mapping = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise CliError(f"--map {pair!r}: expected SOURCE_COLUMN=SCHEMA_COLUMN, e.g. --map customer=user_id")
-        src, dst = pair.split("=", 1)
-        mapping[src.strip()] = dst.strip()
-    return mapping
+    """--map values through the ingest's one parser; its error is said as an error of --map."""
+    from analyst.ingest import parse_mapping
+
+    try:
+        return parse_mapping(pairs) or None
+    except ValueError as exc:
+        raise CliError(f"--map: {exc}") from exc
 
 
 def _scorer_config(args: argparse.Namespace):

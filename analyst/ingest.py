@@ -56,9 +56,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from analyst.schema import (
-    EVENT_COLUMNS, EVENT_OPTIONAL, EVENT_REQUIRED, LABEL_COLUMNS, LABEL_REQUIRED, LABEL_SOURCES,
-    LABEL_SPLITS,
+from models.contracts import (
+    EVENT_COLUMNS, EVENT_OPTIONAL, EVENT_REQUIRED, FIELDS_BY_NAME, LABEL_COLUMNS, LABEL_HINT, LABEL_REQUIRED,
+    LABEL_SOURCES, LABEL_SPLITS, LABEL_VALUES,
 )
 
 if TYPE_CHECKING:
@@ -71,8 +71,6 @@ TAOBAO_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "category", "behavior",
 # Same names as analyst.synthetic for the shared actions; Taobao's "buy" becomes "purchase" (a
 # completed order with no amount or payment details, unlike the synthetic "payment" event).
 TAOBAO_EVENT_TYPES: dict[str, str] = {"pv": "view", "cart": "cart", "fav": "favourite", "buy": "purchase"}
-LABEL_VALUES: dict[str, int] = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0,
-                                "fraud": 1, "legit": 0}
 MS_THRESHOLD = 1e11
 TS_MIN = pd.Timestamp("1970-01-01")
 TS_MAX = pd.Timestamp("2100-01-01")
@@ -541,20 +539,21 @@ def normalise_events(raw: pd.DataFrame, mapping: dict[str, str] | None = None,
     reasons.add(~pd.isna(ts_reasons), ts_reasons)
     out["ts"] = ts
     for c in EVENT_OPTIONAL:
-        if c == "amount":
-            continue
-        out[c] = _text(df[c]) if c in df.columns else pd.Series(np.nan, index=df.index, dtype="str")
-    out["amount"] = _amount(df, reasons)
+        if FIELDS_BY_NAME[c].dtype == "float":
+            out[c] = _number(df, c, reasons)
+        else:
+            out[c] = _text(df[c]) if c in df.columns else pd.Series(np.nan, index=df.index, dtype="str")
     out["attrs"] = _attrs(df, reasons)
     good_mask = ~reasons.bad
     events = pd.DataFrame({c: out[c] for c in EVENT_COLUMNS})[good_mask].reset_index(drop=True)
     return events, _rejects(raw, rows, reasons, file)
 
 
-def _amount(df: pd.DataFrame, reasons: _Reasons) -> pd.Series:
-    if "amount" not in df.columns:
+def _number(df: pd.DataFrame, name: str, reasons: _Reasons) -> pd.Series:
+    """A numeric field: finite and not negative (amounts, counts); null when missing."""
+    if name not in df.columns:
         return pd.Series(np.nan, index=df.index, dtype="float64")
-    col = df["amount"]
+    col = df[name]
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
         value = col.astype("float64")
         not_number = np.zeros(len(col), dtype=bool)
@@ -567,9 +566,9 @@ def _amount(df: pd.DataFrame, reasons: _Reasons) -> pd.Series:
     with np.errstate(invalid="ignore"):
         negative = v < 0
     infinite = np.isinf(v)
-    reasons.add_value(not_number, "amount: ", shown, " is not a number")
-    reasons.add_value(negative, "amount: ", shown, " is negative")
-    reasons.add_value(infinite & ~negative, "amount: ", shown, " is not finite")
+    reasons.add_value(not_number, name + ": ", shown, " is not a number")
+    reasons.add_value(negative, name + ": ", shown, " is negative")
+    reasons.add_value(infinite & ~negative, name + ": ", shown, " is not finite")
     return value.where(~negative & ~infinite)
 
 
@@ -586,7 +585,7 @@ def normalise_labels(raw: pd.DataFrame, file: str = "") -> tuple[pd.DataFrame, p
     label = text.map(LABEL_VALUES)
     reasons.add(text.isna().to_numpy(), "label: missing")
     bad_label = (text.notna() & label.isna()).to_numpy()
-    reasons.add_value(bad_label, "label: ", text, " is not one of 1/0/true/false/fraud/legit")
+    reasons.add_value(bad_label, "label: ", text, " is not one of " + LABEL_HINT)
     out["label"] = label.fillna(0).astype("int8")
     for c in ("as_of", "decided_at"):
         if c in df.columns:

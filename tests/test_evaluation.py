@@ -252,7 +252,7 @@ def handbook_slice():
 
 
 def test_handbook_loader_follows_the_event_schema(handbook_slice):
-    from analyst.schema import EVENT_COLUMNS
+    from models.contracts import EVENT_COLUMNS
     from models.handbook import EVENT_COLUMNS as HB_COLUMNS
 
     events, labels = handbook_slice

@@ -17,7 +17,7 @@ from analyst.ingest import (
     normalise_labels, parse_mapping, parse_timestamps, read_events, read_labels, read_raw,
     read_table, read_taobao,
 )
-from analyst.schema import EVENT_COLUMNS
+from models.contracts import EVENT_COLUMNS
 from analyst.store import Store
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

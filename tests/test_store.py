@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyst import store as store_mod
-from analyst.schema import EVENT_COLUMNS
+from analyst.store import database as store_mod
+from models.contracts import EVENT_COLUMNS
 from analyst.store import Store, StoreBusyError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,9 +31,6 @@ Timestamps are naive UTC everywhere (`TIMESTAMP`). "now" is taken in Python as n
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -43,104 +40,33 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analyst.schema import (
-    EVENT_COLUMNS, EVENT_REQUIRED, LABEL_COLUMNS, LABEL_SOURCES, LABEL_SPLITS,
+from analyst.store.checks import (
+    check_events, check_labels, check_rejects, check_scores, from_json, positive_int, to_json,
+    to_utc, utcnow,
 )
+from analyst.store.schema import (
+    CATALOG, EVENT_DDL, SCHEMA_VERSION, STORED_EVENT_COLUMNS, TABLES, StoreVersionError,
+    check_readable, create_or_migrate, file_version, sql_type,
+)
+from analyst.vocab import CASE_STATUSES, CASE_WHY, INGEST_KINDS, MODEL_STATUSES, check_choice
+from models.contracts import EVENT_COLUMNS, EVENT_FIELDS
 
-CATALOG = "sleuth"
 ROW_GROUP_SIZE = 16_384
 COMPACT_BELOW_ROWS = 2_000_000   # rebuild on every insert while the table is this small
 MAX_RUNS = 4                     # ... or when it would hold more sorted runs than this
-SCHEMA_VERSION = "1"
 
-MODEL_STATUSES: tuple[str, ...] = ("candidate", "current", "retired", "rejected")
-CASE_STATUSES: tuple[str, ...] = ("open", "claimed", "decided", "escalated")
-CASE_WHY: tuple[str, ...] = ("high_risk", "uncertain", "control")
-INGEST_KINDS: tuple[str, ...] = ("events", "labels")
-QUARANTINE_COLUMNS: tuple[str, ...] = ("file", "row_number", "reason", "raw")
-
-_EVENT_STR_COLUMNS = tuple(c for c in EVENT_COLUMNS if c not in ("ts", "amount"))
-_EVENT_DDL = """
-    event_id BIGINT NOT NULL, user_id VARCHAR NOT NULL, ts TIMESTAMP NOT NULL,
-    event_type VARCHAR NOT NULL, session_id VARCHAR, item_id VARCHAR, category VARCHAR,
-    amount DOUBLE, currency VARCHAR, query VARCHAR, device_id VARCHAR, ip VARCHAR,
-    country VARCHAR, status VARCHAR, payment_method VARCHAR, address_id VARCHAR, attrs JSON,
-    ingest_id INTEGER
-"""
-_DDL = [
-    "CREATE SEQUENCE IF NOT EXISTS sleuth.main.ingest_id_seq",
-    "CREATE SEQUENCE IF NOT EXISTS sleuth.main.label_id_seq",
-    "CREATE SEQUENCE IF NOT EXISTS sleuth.main.score_id_seq",
-    "CREATE SEQUENCE IF NOT EXISTS sleuth.main.case_id_seq",
-    "CREATE SEQUENCE IF NOT EXISTS sleuth.main.audit_id_seq",
-    "CREATE SEQUENCE IF NOT EXISTS sleuth.main.review_id_seq",
-    "CREATE TABLE IF NOT EXISTS sleuth.meta (key VARCHAR NOT NULL, value VARCHAR)",
-    "CREATE TABLE IF NOT EXISTS sleuth.events (" + _EVENT_DDL + ")",
-    """CREATE TABLE IF NOT EXISTS sleuth.user_stats (
-        user_id VARCHAR NOT NULL, n_events BIGINT, first_ts TIMESTAMP, last_ts TIMESTAMP,
-        event_types VARCHAR[])""",
-    """CREATE TABLE IF NOT EXISTS sleuth.ingests (
-        ingest_id INTEGER NOT NULL, file VARCHAR, sha256 VARCHAR, kind VARCHAR,
-        rows_accepted BIGINT, rows_rejected BIGINT, "at" TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS sleuth.quarantine (
-        file VARCHAR, row_number BIGINT, reason VARCHAR, raw JSON, ingested_at TIMESTAMP,
-        ingest_id INTEGER)""",
-    """CREATE TABLE IF NOT EXISTS sleuth.labels (
-        label_id BIGINT NOT NULL DEFAULT nextval('sleuth.main.label_id_seq'),
-        user_id VARCHAR NOT NULL, label TINYINT NOT NULL, as_of TIMESTAMP, source VARCHAR,
-        analyst VARCHAR, reason VARCHAR, note VARCHAR, decided_at TIMESTAMP, split VARCHAR,
-        pattern VARCHAR, ingest_id INTEGER)""",
-    """CREATE TABLE IF NOT EXISTS sleuth.scores (
-        score_id BIGINT NOT NULL DEFAULT nextval('sleuth.main.score_id_seq'),
-        user_id VARCHAR NOT NULL, score DOUBLE NOT NULL, model_version VARCHAR NOT NULL,
-        scored_at TIMESTAMP, head_logit DOUBLE, surprise DOUBLE, n_events INTEGER,
-        as_of TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS sleuth.models (
-        version VARCHAR NOT NULL, path VARCHAR, created_at TIMESTAMP, created_by VARCHAR,
-        status VARCHAR, metrics JSON, data_snapshot JSON)""",
-    """CREATE TABLE IF NOT EXISTS sleuth.cases (
-        case_id BIGINT NOT NULL DEFAULT nextval('sleuth.main.case_id_seq'),
-        user_id VARCHAR NOT NULL, opened_at TIMESTAMP, model_version VARCHAR, score DOUBLE,
-        why VARCHAR, top_reason VARCHAR, status VARCHAR NOT NULL DEFAULT 'open',
-        assignee VARCHAR, decision VARCHAR, decided_at TIMESTAMP,
-        version INTEGER NOT NULL DEFAULT 1)""",
-    """CREATE TABLE IF NOT EXISTS sleuth.audit (
-        audit_id BIGINT NOT NULL DEFAULT nextval('sleuth.main.audit_id_seq'),
-        "at" TIMESTAMP, actor VARCHAR, action VARCHAR, user_id VARCHAR, case_id BIGINT,
-        old VARCHAR, new VARCHAR, detail JSON)""",
-    """CREATE TABLE IF NOT EXISTS sleuth.explanations (
-        user_id VARCHAR NOT NULL, model_version VARCHAR NOT NULL, at_ts TIMESTAMP,
-        created_at TIMESTAMP, payload JSON)""",
-    # one blind second review per decided case (UNIQUE: of two concurrent reviews one commits);
-    # the first decision is copied in so agreement stays what it was when later labels arrive;
-    # the adjudication columns are filled when a third analyst records the final label
-    """CREATE TABLE IF NOT EXISTS sleuth.reviews (
-        review_id BIGINT NOT NULL DEFAULT nextval('sleuth.main.review_id_seq'),
-        case_id BIGINT NOT NULL UNIQUE, user_id VARCHAR NOT NULL, first_label_id BIGINT,
-        first_analyst VARCHAR, first_label TINYINT, reviewer VARCHAR NOT NULL,
-        label TINYINT NOT NULL, reason VARCHAR, note VARCHAR, reviewed_at TIMESTAMP,
-        adjudicator VARCHAR, adjudicated_label_id BIGINT, final_label TINYINT,
-        adjudicated_at TIMESTAMP)""",
-]
-TABLES: tuple[str, ...] = (
-    "events", "user_stats", "labels", "scores", "models", "cases", "audit", "explanations",
-    "quarantine", "ingests", "reviews",
-)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 
 # SQL text is made only of these constants (identifiers from the schema tuples); values are
 # always bound parameters (`?`) or registered DataFrames.
-_EVENT_CASTS = ", ".join(
-    "CAST(ts AS TIMESTAMP)" if c == "ts" else "CAST(amount AS DOUBLE)" if c == "amount"
-    else "CAST(attrs AS JSON)" if c == "attrs" else "CAST(" + c + " AS VARCHAR)"
-    for c in EVENT_COLUMNS
-)
+_EVENT_CASTS = ", ".join("CAST(" + f.name + " AS " + sql_type(f) + ")" for f in EVENT_FIELDS)
 # event_id = arrival order (frame order) after everything already stored
+_STORED_EVENT_LIST = ", ".join(STORED_EVENT_COLUMNS)
 _SQL_INSERT_EVENTS = (
-    "INSERT INTO sleuth.events SELECT ? + _pos + 1 AS event_id, " + _EVENT_CASTS
-    + ", ? AS ingest_id FROM _batch ORDER BY user_id, ts, event_id"
+    "INSERT INTO sleuth.events (" + _STORED_EVENT_LIST + ") SELECT ? + _pos + 1 AS event_id, "
+    + _EVENT_CASTS + ", ? AS ingest_id FROM _batch ORDER BY user_id, ts, event_id"
 )
-_SQL_CREATE_SORTED = "CREATE TABLE sleuth.events_sorted (" + _EVENT_DDL + ")"
+_SQL_CREATE_SORTED = "CREATE TABLE sleuth.events_sorted (" + EVENT_DDL + ")"
 _SQL_BATCH_USERS = "SELECT DISTINCT CAST(user_id AS VARCHAR) FROM _batch"
 _SQL_DELETE_STATS = "DELETE FROM sleuth.user_stats WHERE user_id IN (" + _SQL_BATCH_USERS + ")"
 _SQL_INSERT_STATS = (
@@ -170,29 +96,6 @@ class _Conflict(Exception):
     """Internal: abort a transaction because a case changed under us."""
 
 
-def utcnow() -> dt.datetime:
-    """Now as naive UTC with microseconds (the store's time convention)."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def to_utc(value: Any, name: str = "timestamp") -> dt.datetime | None:
-    """A timestamp-like value (datetime, pd.Timestamp, ISO text, np.datetime64) as naive UTC.
-
-    Naive input is taken as UTC already; None/NaT give None. Raises ValueError naming the value.
-    """
-    if value is None:
-        return None
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name}={value!r} is not a timestamp") from exc
-    if pd.isna(ts):
-        return None
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
-
-
 _SQL_AUDIT = ('INSERT INTO sleuth.audit ("at", actor, action, user_id, case_id, old, new, detail) '
               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
@@ -202,32 +105,9 @@ def _write_audit(cur: duckdb.DuckDBPyConnection, at: Any, actor: str | None, act
                  new: Any = None, detail: dict | None = None) -> None:
     """One audit row inside the caller's transaction. `old`/`new`: text as is, else JSON text."""
     def text(v: Any) -> str | None:
-        return v if v is None or isinstance(v, str) else _json(v)
+        return v if v is None or isinstance(v, str) else to_json(v)
     cur.execute(_SQL_AUDIT, [at, actor, action, user_id, None if case_id is None else int(case_id),
-                             text(old), text(new), _json(detail)])
-
-
-def _json(value: Any) -> str | None:
-    """JSON text for a dict/list payload; numpy arrays/scalars, timestamps, paths made plain."""
-    if value is None:
-        return None
-    return json.dumps(value, default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (dt.datetime, dt.date, pd.Timestamp)):
-        return obj.isoformat()
-    if isinstance(obj, (Path, set, frozenset, tuple)):
-        return str(obj) if isinstance(obj, Path) else list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def _loads(text: Any) -> Any:
-    return None if text is None or (isinstance(text, float) and math.isnan(text)) else json.loads(text)
+                             text(old), text(new), to_json(detail)])
 
 
 class Store:
@@ -258,17 +138,35 @@ class Store:
                     "process per file): stop it (is `sleuth app` running?) or use another --db"
                 ) from exc
             raise
-        if not read_only:
-            self._create_schema()
+        if read_only:
+            self._check_version()
+        else:
+            try:
+                self._create_schema()
+            except StoreVersionError:
+                self.close()
+                raise
 
     # ------------------------------------------------------------------ plumbing
     def _create_schema(self) -> None:
+        """Create the schema, or migrate an older file, in one transaction (analyst/store/schema.py)."""
         with self._tx() as cur:
-            for stmt in _DDL:
-                cur.execute(stmt)
-            if not cur.execute("SELECT 1 FROM sleuth.meta WHERE key = 'schema_version'").fetchall():
-                cur.execute("INSERT INTO sleuth.meta VALUES ('schema_version', ?), ('events_runs', '0')",
-                            [SCHEMA_VERSION])
+            create_or_migrate(cur, self.path)
+
+    def _check_version(self) -> None:
+        """A read-only open cannot migrate: refuse a newer file, or an older one (open it
+        read-write once to migrate it)."""
+        with self._con.cursor() as cur:
+            version = file_version(cur)
+        try:
+            check_readable(version, self.path)
+        except StoreVersionError:
+            self.close()
+            raise
+        if version is not None and version < SCHEMA_VERSION:
+            self.close()
+            raise StoreVersionError(f"store {str(self.path)!r} has schema version {version} (this sleuth "
+                                    f"writes {SCHEMA_VERSION}): open it read-write once to migrate it")
 
     @contextmanager
     def _tx(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -313,7 +211,7 @@ class Store:
         if source is not None:
             self.record_ingest(source, None, "events", events=events)
             return len(events)
-        frame = _check_events(events)
+        frame = check_events(events)
         with self._tx() as cur:
             return self._insert_events(cur, frame, ingest_id=None)
 
@@ -342,8 +240,8 @@ class Store:
     @staticmethod
     def _rebuild_events(cur: duckdb.DuckDBPyConnection) -> None:
         cur.execute(_SQL_CREATE_SORTED)
-        cur.execute("INSERT INTO sleuth.events_sorted SELECT * FROM sleuth.events "
-                    "ORDER BY user_id, ts, event_id")
+        cur.execute("INSERT INTO sleuth.events_sorted (" + _STORED_EVENT_LIST + ") SELECT "
+                    + _STORED_EVENT_LIST + " FROM sleuth.events ORDER BY user_id, ts, event_id")
         cur.execute("DROP TABLE sleuth.events")
         cur.execute("ALTER TABLE sleuth.events_sorted RENAME TO events")
 
@@ -365,7 +263,7 @@ class Store:
         if limit is None:
             sql = _SQL_TIMELINE if until is None else _SQL_TIMELINE_UNTIL
         else:
-            params.append(_positive_int(limit, "limit"))
+            params.append(positive_int(limit, "limit"))
             sql = _SQL_TIMELINE_LAST if until is None else _SQL_TIMELINE_UNTIL_LAST
         with self._con.cursor() as cur:
             table = cur.sql(sql, params=params).to_arrow_table()
@@ -412,10 +310,10 @@ class Store:
         sql += " ORDER BY user_id"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(_positive_int(limit, "limit", allow_zero=True))
+            params.append(positive_int(limit, "limit", allow_zero=True))
         if offset:
             sql += " OFFSET ?"
-            params.append(_positive_int(offset, "offset", allow_zero=True))
+            params.append(positive_int(offset, "offset", allow_zero=True))
         return self._read(sql, params)
 
     def event_types(self) -> list[str]:
@@ -458,9 +356,9 @@ class Store:
             raise ValueError(f"kind={kind!r}: expected one of {INGEST_KINDS}")
         if events is not None and labels is not None:
             raise ValueError("record_ingest takes events or labels, not both")
-        ev = _check_events(events) if events is not None else None
-        lb = _check_labels(labels) if labels is not None else None
-        rj = _check_rejects(rejects) if rejects is not None else None
+        ev = check_events(events) if events is not None else None
+        lb = check_labels(labels) if labels is not None else None
+        rj = check_rejects(rejects) if rejects is not None else None
         accepted = len(ev) if ev is not None else len(lb) if lb is not None else 0
         with self._tx() as cur:
             if sha256 is not None and cur.execute(
@@ -484,7 +382,7 @@ class Store:
 
     def add_quarantine(self, rows: pd.DataFrame) -> int:
         """Store rejected input rows (file, row_number, reason, raw). Returns rows added."""
-        rj = _check_rejects(rows)
+        rj = check_rejects(rows)
         with self._tx() as cur:
             return self._insert_quarantine(cur, rj, None)
 
@@ -515,7 +413,7 @@ class Store:
         sql += " ORDER BY ingested_at DESC, file, row_number"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(_positive_int(limit, "limit", allow_zero=True))
+            params.append(positive_int(limit, "limit", allow_zero=True))
         return self._read(sql, params)
 
     # ------------------------------------------------------------------ labels
@@ -524,7 +422,7 @@ class Store:
 
         Fills decided_at = now and source = 'import' where missing. Returns rows added.
         """
-        frame = _check_labels(labels)
+        frame = check_labels(labels)
         with self._tx() as cur:
             return self._insert_labels(cur, frame, None)
 
@@ -571,7 +469,7 @@ class Store:
         made by `model_version`, stamped scored_at = now. Returns rows added."""
         if not model_version:
             raise ValueError(f"model_version={model_version!r}: a version is required")
-        frame = _check_scores(scores)
+        frame = check_scores(scores)
         if frame.empty:
             return 0
         with self._tx() as cur:
@@ -607,15 +505,15 @@ class Store:
         """Record a saved model version. status 'current' demotes the previous current one."""
         if not version:
             raise ValueError(f"version={version!r}: a version is required")
-        _check_choice(status, MODEL_STATUSES, "status")
+        check_choice(status, MODEL_STATUSES, "status")
         with self._tx() as cur:
             if cur.execute("SELECT 1 FROM sleuth.models WHERE version = ?", [version]).fetchall():
                 raise ValueError(f"model version {version!r} is registered already")
             if status == "current":
                 cur.execute("UPDATE sleuth.models SET status = 'retired' WHERE status = 'current'")
             cur.execute("INSERT INTO sleuth.models VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [version, str(path), utcnow(), created_by, status, _json(metrics),
-                         _json(data_snapshot)])
+                        [version, str(path), utcnow(), created_by, status, to_json(metrics),
+                         to_json(data_snapshot)])
 
     def models(self) -> pd.DataFrame:
         """All model versions, oldest first."""
@@ -627,13 +525,13 @@ class Store:
             row = _one(cur, "SELECT * FROM sleuth.models WHERE status = 'current' "
                             "ORDER BY created_at DESC LIMIT 1", [])
         if row is not None:
-            row["metrics"] = _loads(row["metrics"])
-            row["data_snapshot"] = _loads(row["data_snapshot"])
+            row["metrics"] = from_json(row["metrics"])
+            row["data_snapshot"] = from_json(row["data_snapshot"])
         return row
 
     def set_model_status(self, version: str, status: str) -> None:
         """Change a version's status; 'current' demotes the previous current one to 'retired'."""
-        _check_choice(status, MODEL_STATUSES, "status")
+        check_choice(status, MODEL_STATUSES, "status")
         with self._tx() as cur:
             if not cur.execute("SELECT 1 FROM sleuth.models WHERE version = ?", [version]).fetchall():
                 raise ValueError(f"model version {version!r} is not registered")
@@ -682,7 +580,7 @@ class Store:
         """Cases (with `status`, if given), by case_id."""
         if status is None:
             return self._read("SELECT * FROM sleuth.cases ORDER BY case_id")
-        _check_choice(status, CASE_STATUSES, "status")
+        check_choice(status, CASE_STATUSES, "status")
         return self._read("SELECT * FROM sleuth.cases WHERE status = ? ORDER BY case_id", [status])
 
     def case(self, case_id: int) -> dict | None:
@@ -706,7 +604,7 @@ class Store:
         if not fields:
             raise ValueError("update_case needs at least one field")
         if "status" in fields:
-            _check_choice(fields["status"], CASE_STATUSES, "status")
+            check_choice(fields["status"], CASE_STATUSES, "status")
         values = [to_utc(v, k) if k.endswith("_at") else v for k, v in fields.items()]
         sets = ", ".join(k + " = ?" for k in fields)   # names checked against the table above
         sql = "UPDATE sleuth.cases SET " + sets + ", version = version + 1 WHERE case_id = ?"
@@ -881,7 +779,7 @@ class Store:
         `user_id` as of `at` (timestamp, or None = whole timeline) by `model_version`."""
         if not isinstance(payload, dict):
             raise ValueError(f"payload is a {type(payload).__name__}; expected a dict")
-        text = _json(payload)
+        text = to_json(payload)
         with self._tx() as cur:
             cur.execute("INSERT INTO sleuth.explanations VALUES (?, ?, ?, ?, ?)",
                         [str(user_id), str(model_version), to_utc(at, "at"), utcnow(), text])
@@ -898,7 +796,8 @@ class Store:
         sql += " ORDER BY created_at DESC LIMIT 1"
         with self._con.cursor() as cur:
             rows = cur.execute(sql, params).fetchall()
-        return _loads(rows[0][0]) if rows else None
+        return from_json(rows[0][0]) if rows else None
+
 
 
 # ---------------------------------------------------------------------- helpers
@@ -917,125 +816,5 @@ def _one(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict | 
     if not rows:
         return None
     return dict(zip([d[0] for d in cur.description], rows[0]))
-
-
-def _positive_int(value: Any, name: str, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
-            value < (0 if allow_zero else 1):
-        raise ValueError(f"{name}={value!r}: expected a {'non-negative' if allow_zero else 'positive'} integer")
-    return int(value)
-
-
-def _check_choice(value: Any, choices: tuple[str, ...], name: str) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r}: expected one of {choices}")
-
-
-def _utc_series(s: pd.Series, name: str) -> pd.Series:
-    """A datetime column as naive UTC datetime64[us]; ValueError if it is not datetimes."""
-    if isinstance(s.dtype, pd.DatetimeTZDtype):
-        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-    elif not pd.api.types.is_datetime64_dtype(s.dtype):
-        if s.isna().all():
-            return pd.Series(pd.NaT, index=s.index, dtype="datetime64[us]")
-        raise ValueError(f"column {name!r} has dtype {s.dtype}; expected datetimes "
-                         "(normalise files with analyst.ingest)")
-    return s.astype("datetime64[us]")
-
-
-def _check_events(events: pd.DataFrame) -> pd.DataFrame:
-    """Validate a normalised events frame; return it with every schema column, in order."""
-    if not isinstance(events, pd.DataFrame):
-        raise ValueError(f"events is a {type(events).__name__}; expected a pandas DataFrame")
-    unknown = [c for c in events.columns if c not in EVENT_COLUMNS]
-    if unknown:
-        raise ValueError(f"events columns {unknown} are not in the event schema; "
-                         "put extra fields in 'attrs' (analyst.ingest.normalise_events does)")
-    missing = [c for c in EVENT_REQUIRED if c not in events.columns]
-    if missing:
-        raise ValueError(f"events frame lacks required column(s) {missing}")
-    for c in EVENT_REQUIRED:
-        if events[c].isna().any():
-            raise ValueError(f"events column {c!r} has {int(events[c].isna().sum())} null value(s)")
-    out = {c: events[c] if c in events.columns else None for c in EVENT_COLUMNS}
-    out["ts"] = _utc_series(events["ts"], "ts")
-    if "amount" in events.columns:
-        amount = pd.to_numeric(events["amount"], errors="coerce").astype("float64")
-        if (amount < 0).any():
-            raise ValueError(f"events column 'amount' has negative value(s), e.g. "
-                             f"{float(amount[amount < 0].iloc[0])}")
-        out["amount"] = amount
-    else:
-        out["amount"] = np.nan
-    frame = pd.DataFrame(out, index=events.index).reset_index(drop=True)
-    for c in _EVENT_STR_COLUMNS:
-        if frame[c].dtype == object and frame[c].isna().all():
-            frame[c] = pd.Series(None, index=frame.index, dtype="str")
-    frame["_pos"] = np.arange(len(frame), dtype="int64")   # arrival order -> event_id
-    return frame
-
-
-def _check_labels(labels: pd.DataFrame) -> pd.DataFrame:
-    """Validate a labels frame (label values must already be 0/1); all columns present."""
-    if not isinstance(labels, pd.DataFrame):
-        raise ValueError(f"labels is a {type(labels).__name__}; expected a pandas DataFrame")
-    unknown = [c for c in labels.columns if c not in LABEL_COLUMNS]
-    if unknown:
-        raise ValueError(f"labels columns {unknown} are not in the label schema {LABEL_COLUMNS}")
-    missing = [c for c in ("user_id", "label") if c not in labels.columns]
-    if missing:
-        raise ValueError(f"labels frame lacks required column(s) {missing}")
-    if labels["user_id"].isna().any():
-        raise ValueError("labels column 'user_id' has null value(s)")
-    lab = pd.to_numeric(labels["label"], errors="coerce")
-    bad = labels["label"][~lab.isin([0, 1])]
-    if len(bad):
-        raise ValueError(f"label values {list(bad.unique()[:5])}: expected 0 or 1")
-    out = {c: (labels[c] if c in labels.columns else None) for c in LABEL_COLUMNS}
-    out["label"] = lab.astype("int8")
-    for c in ("as_of", "decided_at"):
-        if c in labels.columns:
-            out[c] = _utc_series(labels[c], c)
-    for c, allowed in (("source", LABEL_SOURCES), ("split", LABEL_SPLITS)):
-        if c in labels.columns:
-            vals = set(labels[c].dropna().unique()) - set(allowed)
-            if vals:
-                raise ValueError(f"{c} values {sorted(map(str, vals))}: expected one of {allowed}")
-    frame = pd.DataFrame(out, index=labels.index).reset_index(drop=True)
-    frame["_pos"] = np.arange(len(frame))
-    for c in LABEL_COLUMNS:
-        if frame[c].dtype == object and frame[c].isna().all():
-            frame[c] = pd.Series(None, index=frame.index, dtype="str")
-    for c in ("as_of", "decided_at"):
-        if c not in labels.columns:
-            frame[c] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
-    return frame
-
-
-def _check_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(scores, pd.DataFrame):
-        raise ValueError(f"scores is a {type(scores).__name__}; expected a pandas DataFrame")
-    missing = [c for c in ("user_id", "score") if c not in scores.columns]
-    if missing:
-        raise ValueError(f"scores frame lacks required column(s) {missing}")
-    score = pd.to_numeric(scores["score"], errors="coerce").astype("float64")
-    bad = scores["score"][~score.between(0.0, 1.0)]
-    if len(bad):
-        raise ValueError(f"score values {list(bad[:5])}: expected numbers in [0, 1] (higher = riskier)")
-    out = pd.DataFrame({"user_id": scores["user_id"].astype("str"), "score": score})
-    for c in ("head_logit", "surprise", "n_events"):
-        out[c] = pd.to_numeric(scores[c]) if c in scores.columns else np.nan
-    out["as_of"] = (_utc_series(scores["as_of"], "as_of") if "as_of" in scores.columns
-                    else pd.Series(pd.NaT, index=scores.index, dtype="datetime64[us]"))
-    out = out.reset_index(drop=True)
-    out["_pos"] = np.arange(len(out))
-    return out
-
-
-def _check_rejects(rows: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in QUARANTINE_COLUMNS if c not in rows.columns]
-    if missing:
-        raise ValueError(f"quarantine rows lack column(s) {missing}; expected {QUARANTINE_COLUMNS}")
-    return rows[list(QUARANTINE_COLUMNS)].reset_index(drop=True)
 
 
