@@ -1,7 +1,7 @@
 """sleuth analyst workbench: `streamlit run app.py [-- --db PATH]` (or `sleuth app` / `sleuth demo`).
 
 The entry point only sets up the page, the sidebar (who is working, demo mode) and the
-navigation; each page under analyst/views/ draws what analyst/service.py returns.
+navigation; each page under analyst/views/ draws what the use-case layer (analyst/service/) returns.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analyst.config import REPO_ROOT
+from models import contracts
 
 # The plotly.js that draws these figures in the app (views/chart.py) and in the HTML report: the
 # official "cartesian" bundle, 1.5 MB instead of 4.7 MB (static/README.md). Every trace type used
@@ -31,12 +32,9 @@ TYPE_ORDER: tuple[str, ...] = (
     "search", "view", "pv", "fav", "cart", "checkout", "payment", "buy", "purchase",
     "refund", "chargeback", "review", "message",
 )
-MASKED_COLUMNS: tuple[str, ...] = ("ip", "device_id", "address_id", "session_id")
-_HOVER_FIELDS: tuple[tuple[str, str], ...] = (
-    ("category", "category"), ("item_id", "item"), ("query", "query"), ("status", "status"),
-    ("payment_method", "payment"), ("country", "country"), ("device_id", "device"), ("ip", "ip"),
-    ("address_id", "address"),
-)
+# demo masks and hover lines come from the field table (models/contracts.py)
+MASKED_COLUMNS: tuple[str, ...] = contracts.MASKED_COLUMNS
+_HOVER_FIELDS: tuple[tuple[str, str], ...] = tuple((c, contracts.field_label(c)) for c in contracts.HOVER_COLUMNS)
 
 
 def mask_value(value: object, prefix: str = "") -> str | None:
@@ -52,7 +50,8 @@ def mask_identifiers(frame: pd.DataFrame, columns: Sequence[str] = MASKED_COLUMN
     out = frame.copy()
     for col in columns:
         if col in out.columns:
-            prefix = {"ip": "ip", "device_id": "dev", "address_id": "addr", "session_id": "s"}.get(col, col)
+            field = contracts.FIELDS_BY_NAME.get(col)
+            prefix = field.mask_prefix if field is not None and field.mask_prefix else col
             out[col] = [mask_value(v, prefix) for v in out[col]]
     return out
 

@@ -57,14 +57,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from analyst.ingest import ingest_events, ingest_labels
-
     mapping = _parse_mapping(args.map)
     wb = _workbench(args)
     try:
-        reports = ingest_events(wb.store, args.files, fmt=args.format, mapping=mapping) if args.files else []
+        reports = wb.ingest_events(args.files, fmt=args.format, mapping=mapping) if args.files else []
         if args.labels:
-            reports.append(ingest_labels(wb.store, args.labels))
+            reports.append(wb.ingest_labels(args.labels))
     finally:
         wb.close()
     for rep in reports:
@@ -127,9 +125,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     wb = _workbench(args)
     try:
         until = pd.Timestamp(args.at) if args.at else None
-        exp = wb.explanation(args.user, until=until)
-        timeline, _ = wb.model_window(args.user, until=until)
-        neighbours = wb.neighbours(args.user)
+        model = wb.model()   # one version for the explanation, its window and the neighbours
+        exp = wb.explanation(args.user, until=until, model=model)
+        timeline, _ = wb.model_window(args.user, until=until, model=model)
+        neighbours = wb.neighbours(args.user, model=model)
     finally:
         wb.close()
     payload = explanation_json(exp, timeline, neighbours)
@@ -227,8 +226,6 @@ def prepare_demo(settings: Settings) -> None:
     """
     import pandas as pd
 
-    from analyst.ingest import ingest_events, ingest_labels
-
     sample = settings.sample_dir
     events_path, labels_path = sample / "events.parquet", sample / "labels.parquet"
     if not events_path.exists():
@@ -240,20 +237,20 @@ def prepare_demo(settings: Settings) -> None:
 
     wb = Workbench(settings)
     try:
-        if wb.store.counts().get("events", 0) == 0:
-            for rep in ingest_events(wb.store, [events_path]):
+        if wb.counts().get("events", 0) == 0:
+            for rep in wb.ingest_events([events_path]):
                 print(f"ingested {rep.accepted:,} events from {rep.file}")
             truth = pd.read_parquet(labels_path)
             history = truth.sample(frac=DEMO_HISTORY_FRACTION, random_state=DEMO_HISTORY_SEED)
             history_path = settings.home / "demo_history_labels.parquet"
             history_path.parent.mkdir(parents=True, exist_ok=True)
             history.to_parquet(history_path, index=False)
-            rep = ingest_labels(wb.store, history_path)
+            rep = wb.ingest_labels(history_path)
             print(f"loaded {rep.accepted:,} past outcomes as labels ({int(history['label'].sum())} fraud)")
         if wb.current_version() is None:
             print("training the default model (about 2 minutes on 2 CPU cores)")
             wb.train(progress=True)
-        if wb.store.cases().empty:
+        if wb.counts().get("cases", 0) == 0:
             from analyst.sampling import QueueMix
 
             # the demo queue shows all three reasons a case is queued (high risk / uncertain /

@@ -7,7 +7,7 @@
 | SLEUTH_MODELS     | $SLEUTH_HOME/models         | one sub-directory per model version            |
 | SLEUTH_ANALYST    | (unset)                     | analyst name recorded on decisions             |
 | SLEUTH_SAMPLE_DIR | <repo>/sample_data          | where `demo` finds the committed sample        |
-| SLEUTH_DEVICE     | auto                        | auto / cpu / cuda                              |
+| SLEUTH_DEVICE     | auto                        | auto / cpu / cuda: where models train and run  |
 | SLEUTH_SECOND_REVIEW_SHARE | 0.1     | share of decided cases sent to a blind second review (by a hash of case_id) |
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from models.contracts import check_device
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,9 +39,7 @@ class Settings:
         db_path = Path(db) if db else Path(env.get("SLEUTH_DB", home / "sleuth.duckdb"))
         model_dir = Path(env.get("SLEUTH_MODELS", home / "models"))
         sample_dir = Path(env.get("SLEUTH_SAMPLE_DIR", REPO_ROOT / "sample_data"))
-        device = env.get("SLEUTH_DEVICE", "auto")
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"SLEUTH_DEVICE={device!r}: expected auto, cpu or cuda")
+        device = check_device(env.get("SLEUTH_DEVICE", "auto"), "SLEUTH_DEVICE")
         share_text = env.get("SLEUTH_SECOND_REVIEW_SHARE", "0.1")
         try:
             share = float(share_text)

@@ -2,7 +2,7 @@
 
 The report embeds plotly.js inline (the app's cartesian bundle, `charts.PLOTLY_JS`; the full one
 from the plotly package if that file is missing), so it opens offline (about 1.6 MB). It is built
-from a `CaseView` (analyst/service.py) or anything with the same attributes; all text is
+from a `CaseView` (analyst/service/records.py) or anything with the same attributes; all text is
 HTML-escaped.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from analyst import charts
+from analyst.vocab import LABEL_WORDS
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#111827}
@@ -47,7 +48,7 @@ def _readable(frame: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_datetime64_any_dtype(out[col]):
             out[col] = out[col].dt.strftime("%Y-%m-%d %H:%M:%S")
     if "label" in out.columns:
-        out["label"] = out["label"].map({1: "fraud", 0: "legit"}).fillna(out["label"].astype(str))
+        out["label"] = out["label"].map(LABEL_WORDS).fillna(out["label"].astype(str))
     return out
 
 

@@ -39,7 +39,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-WHY_VALUES: tuple[str, ...] = ("high_risk", "uncertain", "control")   # = analyst.store.CASE_WHY
+from analyst.vocab import CASE_WHY
+
+WHY_VALUES: tuple[str, ...] = CASE_WHY
 FLAGGED: tuple[str, ...] = ("high_risk", "uncertain")                  # served with certainty
 SELECT_COLUMNS: tuple[str, ...] = ("user_id", "score", "why", "sample_weight")
 

@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> dict:
         "n_steps": args.steps,
         "mask_time": args.mask_time,
         "model": {"d_model": scorer.config.d_model, "n_layers": scorer.config.n_layers,
-                  "max_events": scorer.config.max_events, "mode": getattr(scorer, "mode_", None)},
+                  "max_events": scorer.max_events, "mode": getattr(scorer, "mode_", None)},
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),

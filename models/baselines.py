@@ -37,6 +37,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from models.contracts import label_values
+
 ID_COLUMNS: tuple[str, str] = ("user_id", "as_of")
 SMALL_FIT_ROWS = 20_000  # below this, boosting runs on one OpenMP thread (less overhead)
 NOVELTY_COLUMNS: tuple[str, ...] = (
@@ -321,20 +323,10 @@ def _query_points(labels: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
 
 
 def binary_labels(labels: pd.DataFrame) -> np.ndarray:
-    """labels.label as 0/1 int64 (accepts 1/0, True/False, "fraud"/"legit")."""
+    """labels.label as 0/1 int64 (models.contracts.label_values: 1/0, True/False, "fraud"/"legit")."""
     if "label" not in labels.columns:
         raise ValueError("labels lack the label column")
-    raw = labels["label"]
-    if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
-        y = raw.astype("float64")
-    else:
-        words = {"fraud": 1.0, "legit": 0.0, "1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0,
-                 "1.0": 1.0, "0.0": 0.0}
-        y = raw.astype(object).where(raw.notna(), "").astype(str).str.strip().str.lower().map(words)
-    bad = ~y.isin((0.0, 1.0))
-    if bad.any():
-        raise ValueError(f"label must be 0/1 (or fraud/legit), got {raw[bad].head(3).tolist()!r}")
-    return y.to_numpy(dtype=np.int64)
+    return label_values(labels["label"], "labels.label")
 
 
 class _AggregateBaseline(BaseEstimator):

@@ -6,13 +6,14 @@ import os
 
 import torch
 
-DEVICES = ("auto", "cpu", "cuda")
+from models.contracts import DEVICES, check_device
+
+__all__ = ["DEVICES", "resolve_device", "autocast", "use_all_cores"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """auto -> cuda if available else cpu; ValueError for an unknown name or missing CUDA."""
-    if name not in DEVICES:
-        raise ValueError(f"device={name!r}: expected one of {DEVICES}")
+    check_device(name, "device")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no CUDA device")
     if name == "auto":

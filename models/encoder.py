@@ -17,7 +17,7 @@ counted from the first real event). Attention runs through SDPA unless `output_a
 which switches to the eager path that returns the weights (for attention rollout).
 
 For explanations, each field's embedding is a named submodule, `model.embed.fields[name]`, whose
-output (B, T, D) can be hooked (models/explain.py swaps them for IG's path).
+output (B, T, D) can be hooked (models/attribution.py swaps them for IG's path).
 """
 from __future__ import annotations
 

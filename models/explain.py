@@ -27,32 +27,51 @@
   remaining events change as they would in the data), one batch.
 - reasons: 2-5 plain sentences from the data (models/reasons.py).
 
+The machinery (the attributed function and its baseline, the Captum call, attention rollout, the
+masked / removed-event risks) is in models/attribution.py; this module holds the record
+(`Explanation`, `WhatIf`, `METHOD`) and the entry point. `what_if`, `masked_risk`,
+`attention_rollout` (models/attribution.py) and `nearest_cases` (models/neighbours.py) are
+re-exported here, so `from models.explain import ...` keeps working for every caller.
+
 Thread safety: Captum registers forward hooks on the modules it explains, and any other thread
 running the same modules at that moment would be hooked too. So each call explains a *private
 copy* of the encoder (`copy.deepcopy`, a few ms at the demo size; bench/explain.py reports it)
 inside a shallow copy of the scorer, and never hooks the scorer's own modules; Captum removes its
 hooks in `finally`, and so do we. Concurrent calls run in parallel and give the serial results.
 
-`nearest_cases(query, ref, ...)`: the k labelled users closest in sequence embedding (cosine).
+`nearest_cases(query, ref, ...)`: the k labelled users closest in sequence embedding (cosine;
+models/neighbours.py).
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from captum.attr import IntegratedGradients
-from sklearn.exceptions import NotFittedError
 
+from models.attribution import (
+    TIME_FIELDS,
+    attention_rollout,
+    check_at,
+    check_timeline,
+    integrated_gradients,
+    masked_risk,
+    place,
+    private_scorer,
+    what_if,
+    what_if_batch,
+)
+from models.neighbours import nearest_cases
 from models.reasons import top_reasons
-from models.train import collate, context_start
+from models.train import context_start
 
+# the old private name (bench/explain.py, tests/test_explain.py import it from here)
+_private_scorer = private_scorer
 
 # What made an attribution: stored with every explanation, so a record made by an older method
 # (records without the key predate it: the all-PAD baseline) is recomputed, not shown.
@@ -166,44 +185,7 @@ def _array(v: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
-# attention
-
-
-def attention_rollout(attentions: Sequence[np.ndarray | torch.Tensor]) -> np.ndarray:
-    """Attention rollout (Abnar & Zuidema 2020) of one sequence: (T, T), row t = inputs flowing to t.
-
-    `attentions`: per layer, first to last, an (H, T, T) (or (1, H, T, T)) array of attention
-    probabilities. Heads are averaged, the residual stream is modelled by adding the identity
-    (0.5 A + 0.5 I), rows are renormalised and the layers multiplied. Causal attention gives a
-    lower-triangular result whose rows sum to 1.
-    """
-    if len(attentions) == 0:
-        raise ValueError("attention_rollout needs at least one layer")
-    rollout: np.ndarray | None = None
-    for layer in attentions:
-        a = layer.detach().float().cpu().numpy() if isinstance(layer, torch.Tensor) else np.asarray(layer)
-        if a.ndim == 4:
-            if a.shape[0] != 1:
-                raise ValueError(f"attention of one sequence expected, got batch {a.shape[0]}")
-            a = a[0]
-        if a.ndim != 3 or a.shape[1] != a.shape[2]:
-            raise ValueError(f"attention layer shape {a.shape}: expected (H, T, T)")
-        a = a.astype(np.float64).mean(axis=0)                  # (T, T) heads averaged
-        a = 0.5 * a + 0.5 * np.eye(a.shape[0])                  # residual connection
-        a = a / a.sum(axis=-1, keepdims=True)                   # rows sum to 1
-        rollout = a if rollout is None else a @ rollout         # (T, T) later layers on the left
-    assert rollout is not None
-    return rollout
-
-
-# ------------------------------------------------------------------------------------------------
 # explain
-
-
-# Fields the baseline keeps ("time kept"): their embeddings are the same in input and baseline, so
-# they get no attribution. Positions are not a field and are kept as well. Restated from
-# models/tokenizer.py (the gap / hour / weekday ids).
-TIME_FIELDS: tuple[str, ...] = ("gap", "hour", "weekday")
 
 
 def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_id: str | None = None,
@@ -222,25 +204,25 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
     See the module docstring for what each field means. Thread-safe (private model copy).
     """
     t_start = time.perf_counter()
-    tl = _check_timeline(timeline)
+    tl = check_timeline(timeline)
     n = len(tl)
-    at = n - 1 if at is None else _check_at(at, n)
+    at = n - 1 if at is None else check_at(at, n)
     if n_steps < 2 or max_steps < n_steps:
         raise ValueError(f"n_steps={n_steps}, max_steps={max_steps}: need 2 <= n_steps <= max_steps")
     if top_k < 0:
         raise ValueError(f"top_k={top_k}: must be >= 0")
     user_id = str(tl["user_id"].iloc[0]) if user_id is None else str(user_id)
 
-    private = _private_scorer(scorer)                          # its own model copy: hooks go there
+    private = private_scorer(scorer)                          # its own model copy: hooks go there
     model = private.model_
     inputs = scorer.encode(tl.iloc[: at + 1], history)         # window scoring `at`, batch of 1
     T_win = int(inputs["event_type"].shape[1])
     start = at + 1 - T_win                                     # timeline index of window position 0
 
     # ---- attribution: IG over the content field embeddings and the per-field surprise
-    ig = _integrated_gradients(private, inputs, n_steps, tolerance, max_steps,
+    ig = integrated_gradients(private, inputs, n_steps, tolerance, max_steps,
                                kept=() if mask_time else TIME_FIELDS)
-    field_attr = {name: _place(a, start, n) for name, a in ig.field_attribution.items()}
+    field_attr = {name: place(a, start, n) for name, a in ig.field_attribution.items()}
     event_attr = np.sum(list(field_attr.values()), axis=0) if field_attr else np.zeros(n)
 
     # ---- eager forward: attention (rollout + last layer) and surprise in the window
@@ -257,7 +239,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
     # scorer's score_history (each event in its own context window).
     # With a history, this window's risk as of its earlier events sees only the window before
     # them (one forward pass instead of one per event); the risk as of the scored event is exact.
-    if start == 0 and at == n - 1 and int(context_start(np.array([at]), scorer.config.max_events)[0]) == 0:
+    if start == 0 and at == n - 1 and int(context_start(np.array([at]), scorer.max_events)[0]) == 0:
         surprise = surprise_win[0].double().cpu().numpy()
         risk_history = np.asarray(scorer.calibrate(ig.window_logits), dtype=np.float64)
     else:
@@ -271,7 +253,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
            if event_attr[i] > 0]
     variants = [(i,) for i in top] + ([tuple(sorted(top))] if len(top) > 1 else [])
     variants = [v for v in variants if len(v) < at + 1]      # something must remain
-    risks = _what_if_batch(private, tl, at, variants, history)
+    risks = what_if_batch(private, tl, at, variants, history)
     what_ifs = tuple(WhatIf(v, r) for v, r in zip(variants, risks))
 
     reasons = top_reasons(tl, event_attr, at, risk=risk)
@@ -279,291 +261,7 @@ def explain(scorer: Any, timeline: pd.DataFrame, at: int | None = None, *, user_
         user_id=user_id, model_version=model_version, at=at, risk=risk, logit=ig.logit,
         baseline_logit=ig.baseline_logit, delta=ig.delta, n_steps=ig.n_steps,
         event_attribution=event_attr, field_attribution=field_attr, surprise=surprise,
-        risk_history=risk_history, attention_rollout=_place(rollout, start, n),
+        risk_history=risk_history, attention_rollout=place(rollout, start, n),
         attention_last=attention_last, what_if=what_ifs, reasons=reasons, window_start=start,
         seconds=time.perf_counter() - t_start, method=METHOD,
     )
-
-
-def what_if(scorer: Any, timeline: pd.DataFrame, remove: Sequence[int], at: int | None = None,
-            history: pd.DataFrame | None = None) -> float:
-    """The calibrated risk as of event `at` (default the last) with the events `remove` deleted.
-
-    Removed events after `at` change nothing (the model is causal). When `at` itself is removed,
-    the risk is taken as of the last remaining event before it. ValueError when nothing remains.
-    history: the user's earlier events, kept (first-time flags, first gap; see `explain`).
-    """
-    tl = _check_timeline(timeline)
-    n = len(tl)
-    at = n - 1 if at is None else _check_at(at, n)
-    removed = tuple(sorted({int(i) for i in remove}))
-    bad = [i for i in removed if not 0 <= i < n]
-    if bad:
-        raise ValueError(f"event indexes {bad} out of range 0..{n - 1}")
-    # inference only, no hooks: the scorer's own model is safe to share between threads here
-    return _what_if_batch(_fitted(scorer), tl, at, [removed], history)[0]
-
-
-def masked_risk(scorer: Any, timeline: pd.DataFrame, masked: Sequence[int], at: int | None = None,
-                history: pd.DataFrame | None = None) -> float:
-    """The calibrated risk as of event `at` (default the last) with the events `masked` replaced by
-    the attribution baseline: their content embeddings set to an average event's and their
-    surprise to the training users' typical surprise (what the event was and how unexpected it was are hidden;
-    that an event happened and when stay). This is the deletion that matches the attributions'
-    own counterfactual (bench/explain.py's faithfulness test); `what_if` instead removes events
-    and re-tokenizes the rest. Masked events after `at` change nothing. history: as in `explain`.
-    Thread-safe (hooks go on a private model copy).
-    """
-    tl = _check_timeline(timeline)
-    n = len(tl)
-    at = n - 1 if at is None else _check_at(at, n)
-    positions = sorted({int(i) for i in masked})
-    bad = [i for i in positions if not 0 <= i < n]
-    if bad:
-        raise ValueError(f"event indexes {bad} out of range 0..{n - 1}")
-    private = _private_scorer(scorer)
-    inputs = scorer.encode(tl.iloc[: at + 1], history)
-    start = at + 1 - int(inputs["event_type"].shape[1])
-    window = torch.as_tensor([i - start for i in positions if start <= i <= at], dtype=torch.long)
-    fn = _AttributedFunction(private, inputs, TIME_FIELDS)
-    with torch.inference_mode():
-        x = fn.actual()
-        b = fn.baseline(x)
-        mixed = []
-        for xi, bi in zip(x, b):
-            xi = xi.clone()
-            xi[:, window] = bi[:, window]
-            mixed.append(xi)
-        z = float(fn(*mixed)[0, -1])
-    return float(scorer.calibrate(np.array([z]))[0])
-
-
-@dataclass(frozen=True)
-class _IGResult:
-    field_attribution: dict[str, np.ndarray]   # field -> (T_win,)
-    logit: float
-    baseline_logit: float
-    delta: float
-    n_steps: int
-    window_logits: np.ndarray                  # (T_win,) f at every window position
-
-
-class _AttributedFunction:
-    """The risk logit of one window as a function of what IG moves: (B, T) = f(*embeddings, surprise).
-
-    Inputs, in order: the output (n, T, D) of each content field embedding (`self.content`), then
-    the per-field surprise (n, T, F) of the stacker's fields. The model runs on the real window's
-    ids with each content embedding's output swapped for the given tensor (forward hooks); its
-    head logit and the given surprise go through the stacker. Treating the surprise as an input of
-    its own (instead of recomputing it from the moved embeddings) gives it a baseline of its own,
-    the training users' mean surprise per field: a content-masked window makes every real event
-    look wildly unexpected, which is no "nothing suspicious" reference for a model that scores
-    surprise (the old all-PAD baseline scored ~+500 against ~+30 for the riskiest demo users, so
-    every fraud event came out "lowering the risk"; this one scores about -10 for them).
-    """
-
-    def __init__(self, private: Any, inputs: dict[str, torch.Tensor], kept: Sequence[str]) -> None:
-        self.model, self.stack, self.inputs = private.model_, private.stack_, inputs
-        self.content = [f for f in self.model.embed.fields if f not in kept]
-        self.modules = [self.model.embed.fields[f] for f in self.content]
-        self.real = inputs["event_type"] != 0                          # (1, T)
-
-    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
-        *embeds, surprise = tensors
-        n = surprise.shape[0]
-        batch = {k: v.expand(n, *v.shape[1:]) for k, v in self.inputs.items()}
-        hooks = [m.register_forward_hook(lambda module, args, output, e=e: e)
-                 for m, e in zip(self.modules, embeds)]
-        try:
-            out = self.model(batch)
-        finally:
-            for h in hooks:
-                h.remove()
-        per_field = {f: surprise[..., j] for j, f in enumerate(self.stack.fields)}
-        return self.stack(out.risk_logits.float(), per_field, self.real.expand(n, -1))   # (n, T)
-
-    def actual(self) -> tuple[torch.Tensor, ...]:
-        """The real window's content embedding outputs and per-field surprise."""
-        captured: dict[int, torch.Tensor] = {}
-        hooks = [m.register_forward_hook(lambda module, args, output, i=i: captured.__setitem__(i, output.detach()))
-                 for i, m in enumerate(self.modules)]
-        try:
-            with torch.no_grad():
-                out = self.model(self.inputs)
-                surprise = self.model.field_surprise(self.inputs, out)
-        finally:
-            for h in hooks:
-                h.remove()
-        stacked = torch.stack([surprise[f].float() for f in self.stack.fields], dim=-1)     # (1, T, F)
-        return tuple(captured[i] for i in range(len(self.modules))) + (stacked,)
-
-    def baseline(self, x: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """An average event at every real position and the reference surprise (shaped like `x`,
-        the `actual()` inputs).
-
-        A content field's baseline embedding is its expected embedding under the training
-        frequencies of its values (the model's priors; amount value 0 = the mean log amount; no
-        query, as for most events); pads stay zero. Zero embeddings (PAD ids) instead are inputs
-        the risk head never saw, and on them it can score higher than on the real events.
-        """
-        mask = self.real[..., None].float()                                          # (1, T, 1)
-        embeds = []
-        for name, module, e in zip(self.content, self.modules, x[:-1]):
-            prior = getattr(self.model, f"prior_logp_{name}", None)
-            if prior is None:                        # no prior (query; weekday with mask_time): zero
-                embeds.append(torch.zeros_like(e))
-                continue
-            table = module.bins.weight if name == "amount" else module.weight       # (V, D)
-            mean = prior.exp().float() @ table.float()                               # (D,)
-            embeds.append((mean.view(1, 1, -1) * mask).expand_as(e).contiguous())
-        ref = self.stack.field_mean.float().view(1, 1, -1) * mask                    # (1, T, F)
-        return tuple(embeds) + (ref.expand_as(x[-1]).contiguous(),)
-
-
-def _integrated_gradients(private: Any, inputs: dict[str, torch.Tensor], n_steps: int,
-                          tolerance: float, max_steps: int,
-                          kept: Sequence[str] = TIME_FIELDS) -> _IGResult:
-    """IG of the final logit at the window's last position over the content field embeddings and
-    the per-event, per-field surprise (`_AttributedFunction`), with Captum's IntegratedGradients.
-
-    Baseline (`_AttributedFunction.baseline`): every real event's content embeddings at their
-    expected value (an average event, no query), the time fields (gap, hour, weekday) and
-    positions unchanged, and every event's surprise at the training users' mean for its field.
-    A field's attribution at an event is the part from its content plus the part from how
-    surprising its value was (time fields: surprise only), so completeness (sum of attributions
-    = f(x) - f(baseline)) holds up to the integration error.
-    """
-    fn = _AttributedFunction(private, inputs, kept)
-    x = fn.actual()
-    baseline = fn.baseline(x)
-    T = int(inputs["event_type"].shape[1])
-    with torch.no_grad():
-        logits_x = fn(*x)[0].double().cpu().numpy()                   # (T,)
-        fb = float(fn(*baseline)[0, T - 1])
-    fx = float(logits_x[T - 1])
-    ig = IntegratedGradients(lambda *t: fn(*t)[:, T - 1])
-    steps = n_steps
-    while True:
-        attributions = ig.attribute(x, baselines=baseline, n_steps=steps, method="gausslegendre",
-                                    internal_batch_size=steps)
-        per_field = {f: a[0].detach().double().sum(-1).cpu().numpy()   # (T,) summed over D
-                     for f, a in zip(fn.content, attributions[:-1])}
-        surprise_attr = attributions[-1][0].detach().double().cpu().numpy()    # (T, F)
-        for j, f in enumerate(fn.stack.fields):
-            per_field[f] = per_field.get(f, 0.0) + surprise_attr[:, j]
-        total = float(sum(a.sum() for a in per_field.values()))
-        delta = total - (fx - fb)
-        if abs(delta) <= max(tolerance * abs(fx - fb), 1e-4) or steps * 2 > max_steps:
-            break
-        steps *= 2
-    return _IGResult(per_field, fx, fb, delta, steps, logits_x)
-
-
-def _what_if_batch(scorer: Any, tl: pd.DataFrame, at: int, variants: Sequence[tuple[int, ...]],
-                   history: pd.DataFrame | None = None) -> list[float]:
-    """Calibrated risk at `at` for each set of removed events, all variants in one forward pass
-    (each variant a pseudo-user with the same `history`)."""
-    if not variants:
-        return []
-    frames, earlier, ends = [], [], []
-    for k, removed in enumerate(variants):
-        keep = np.setdiff1d(np.arange(at + 1), np.asarray(removed, dtype=np.int64))
-        if keep.size == 0:
-            raise ValueError(f"removing {list(removed)} leaves no event at or before at={at}")
-        frames.append(tl.iloc[keep].assign(user_id=f"v{k:06d}"))
-        if history is not None and not history.empty:
-            earlier.append(history.assign(user_id=f"v{k:06d}"))
-        ends.append(keep.size - 1)
-    tok = scorer.tokenizer_.transform(pd.concat(frames, ignore_index=True),
-                                      pd.concat(earlier, ignore_index=True) if earlier else None)
-    stops = tok.offsets[1:]
-    starts = tok.offsets[:-1] + context_start(np.asarray(ends), scorer.config.max_events)
-    batch = collate(tok, starts, stops, scorer.device_)           # right padded: no mask needed
-    with torch.inference_mode():
-        logits = scorer.risk_logits(batch)                         # (B, T)
-    last = torch.as_tensor(stops - starts - 1, device=logits.device)
-    z = logits[torch.arange(len(variants), device=logits.device), last].float().cpu().numpy()
-    return [float(r) for r in scorer.calibrate(z)]
-
-
-def _fitted(scorer: Any) -> Any:
-    if not hasattr(scorer, "model_"):
-        raise NotFittedError("this Scorer is not fitted yet: fit it or load it before explaining")
-    return scorer
-
-
-def _private_scorer(scorer: Any) -> Any:
-    """A shallow copy of the scorer with its own deep copy of the encoder (in eval mode, no
-    parameter gradients): Captum hooks that copy only, never a model another thread may be using.
-    Tokenizer, stacker and calibrator stay shared (read only)."""
-    private = copy.copy(_fitted(scorer))
-    model = copy.deepcopy(scorer.model_)
-    model.eval()
-    model.requires_grad_(False)   # IG needs gradients w.r.t. the hooked layer outputs only
-    private.model_ = model
-    return private
-
-
-def _check_timeline(timeline: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(timeline, pd.DataFrame):
-        raise ValueError(f"timeline must be a pandas DataFrame, got {type(timeline).__name__}")
-    if len(timeline) == 0:
-        raise ValueError("timeline is empty")
-    for col in ("user_id", "ts", "event_type"):
-        if col not in timeline.columns:
-            raise ValueError(f"timeline lacks column {col!r}")
-    if timeline["user_id"].nunique() != 1:
-        raise ValueError(f"timeline must hold one user's events, got {timeline['user_id'].nunique()} users")
-    ts = pd.to_datetime(timeline["ts"])
-    if not ts.is_monotonic_increasing:
-        raise ValueError("timeline must be sorted by ts (positions index the events in time order)")
-    return timeline.reset_index(drop=True)
-
-
-def _check_at(at: int, n: int) -> int:
-    at = int(at)
-    if not 0 <= at < n:
-        raise ValueError(f"at={at} outside the timeline (0..{n - 1})")
-    return at
-
-
-def _place(values: np.ndarray, start: int, n: int) -> np.ndarray:
-    """Window values (T_win,) into a (n,) array of the whole timeline, zeros elsewhere."""
-    out = np.zeros(n, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64)
-    out[start: start + len(values)] = values
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# nearest confirmed cases
-
-
-def nearest_cases(query: np.ndarray, ref: np.ndarray, ref_user_ids: Sequence[str],
-                  ref_labels: Sequence[int], k: int = 5, *,
-                  exclude: Sequence[str] = ()) -> pd.DataFrame:
-    """The `k` reference users most similar (cosine) to `query`: columns user_id, label, similarity.
-
-    `query`: (d,) sequence embedding; `ref`: (n, d) embeddings of labelled users with their ids and
-    labels (0/1). Users in `exclude` (e.g. the query user) are skipped. Sorted by similarity desc.
-    """
-    if k < 1:
-        raise ValueError(f"k={k}: must be >= 1")
-    q = np.asarray(query, dtype=np.float64).reshape(-1)
-    r = np.asarray(ref, dtype=np.float64)
-    if r.ndim != 2 or (r.shape[0] and r.shape[1] != q.shape[0]):
-        raise ValueError(f"ref shape {r.shape} does not match query dimension {q.shape[0]}")
-    ids = np.asarray([str(u) for u in ref_user_ids], dtype=object)
-    labels = np.asarray(ref_labels)
-    if not len(ids) == len(labels) == r.shape[0]:
-        raise ValueError(f"{r.shape[0]} embeddings, {len(ids)} user ids, {len(labels)} labels")
-    keep = ~np.isin(ids, np.asarray([str(u) for u in exclude], dtype=object))
-    r, ids, labels = r[keep], ids[keep], labels[keep]
-    if r.shape[0] == 0:
-        return pd.DataFrame({"user_id": pd.Series(dtype=object), "label": pd.Series(dtype=np.int64),
-                             "similarity": pd.Series(dtype=np.float64)})
-    norms = np.linalg.norm(r, axis=1) * max(np.linalg.norm(q), 1e-12)
-    sim = (r @ q) / np.maximum(norms, 1e-12)                    # (n,)
-    top = np.argsort(-sim, kind="stable")[:k]
-    return pd.DataFrame({"user_id": ids[top], "label": labels[top].astype(np.int64),
-                         "similarity": sim[top]}).reset_index(drop=True)

@@ -35,10 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-EVENT_COLUMNS: tuple[str, ...] = (  # the event schema's column order (analyst/schema.py)
-    "user_id", "ts", "event_type", "session_id", "item_id", "category", "amount", "currency",
-    "query", "device_id", "ip", "country", "status", "payment_method", "address_id", "attrs",
-)
+from models.contracts import EVENT_COLUMNS  # the event schema's columns, in its order
+
 SCENARIOS: dict[int, str | None] = {
     0: None, 1: "amount_over_220", 2: "compromised_terminal", 3: "compromised_credentials",
 }

@@ -23,7 +23,8 @@ within the event's context window, see models.train.context_start):
   predictable, like a bot); surprise_mean (mean over events <= t), surprise_max, surprise_recent
   (mean of the last 16 events), surprise_last (event t itself).
 The whole chain from field ids to the final (pre-Platt) logit is torch (`risk_logits`), so it can
-be differentiated end to end for explanations.
+be differentiated end to end for explanations. The stacker (`RiskStack`) and the calibrators
+(Platt, empirical CDF) live in models/calibration.py; this module decides what they are fitted on.
 
 A fitted Scorer is one directory (`save_pretrained`): config.json + model.safetensors (encoder),
 tokenizer.json (vocabularies), scorer.json (config, stacker, calibrator, fit info).
@@ -39,17 +40,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from scipy.special import expit
 from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from models.calibration import (  # noqa: F401  (FEATURES ... PRIOR_EVENTS, RiskStack: re-exported)
+    FEATURES,
+    PRIOR_EVENTS,
+    RECENT,
+    STD_FLOOR,
+    ZERO_LABEL_FEATURE,
+    RiskStack,
+    calibrated_logit,
+    calibrated_proba,
+    cross_validated_platt,
+    ecdf_calibrator,
+    fit_platt,
+    fit_stacker,
+    platt_calibrator,
+    typicality_weights,
+)
+from models.contracts import check_device, label_values
 from models.device import autocast, resolve_device, use_all_cores
 from models.encoder import RISK_POOLING, EventEncoder, EventEncoderConfig
 from models.tokenizer import (
@@ -73,15 +84,6 @@ from models.train import (
     recent_windows,
     target_windows,
 )
-
-FEATURES: tuple[str, ...] = (
-    "head_logit", "typicality", "surprise_mean", "surprise_max", "surprise_recent", "surprise_last",
-)
-RECENT = 16  # events in the surprise_recent window
-ZERO_LABEL_FEATURE = "typicality"
-STD_FLOOR = 0.05  # nats: smallest per-field spread the typicality z-scores divide by
-PRIOR_EVENTS = 8.0  # pseudo-events of reference behaviour in each user's per-field mean surprise
-
 
 @dataclass(frozen=True)
 class ScorerConfig:
@@ -132,59 +134,13 @@ class ScorerConfig:
                 raise ValueError(f"ScorerConfig.{name}={getattr(self, name)!r}: expected in [0, 1)")
         if self.risk_pooling not in RISK_POOLING:
             raise ValueError(f"ScorerConfig.risk_pooling={self.risk_pooling!r}: expected one of {RISK_POOLING}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"ScorerConfig.device={self.device!r}: expected auto, cpu or cuda")
+        check_device(self.device, "ScorerConfig.device")
 
     def train_config(self, epochs: int, progress: bool) -> TrainConfig:
         return TrainConfig(
             epochs=epochs, batch_size=self.batch_size, lr=self.lr, patience=self.patience, seed=self.seed,
             time_budget_s=self.time_budget_s, aux_weight=self.aux_weight, progress=progress,
         )
-
-
-class RiskStack(nn.Module):
-    """Final risk logit = a linear map of causal features (FEATURES) of the encoder's output, in torch.
-
-    typicality: how far the user's per-field mean surprise so far lies from that of the training
-    users (mean over fields of squared z-scores, `field_mean` / `field_std` are fitted). A fraud
-    run is often not more surprising on the whole but surprising in other fields than usual, or
-    too predictable (bots): both are atypical. The other features use the summed surprise.
-    """
-
-    def __init__(self, fields: list[str]) -> None:
-        super().__init__()
-        self.fields = list(fields)
-        self.register_buffer("weight", torch.zeros(len(FEATURES)))
-        self.register_buffer("bias", torch.zeros(()))
-        self.register_buffer("field_mean", torch.zeros(len(self.fields)))
-        self.register_buffer("field_std", torch.ones(len(self.fields)))
-
-    def field_means(
-        self, surprise: dict[str, torch.Tensor], real: torch.Tensor, prior_events: float = PRIOR_EVENTS
-    ) -> torch.Tensor:
-        """Per-field mean surprise over the events so far, shrunk towards the reference mean by
-        `prior_events` pseudo-events (a short history is not atypical by chance alone): (B, T, F)."""
-        s = torch.stack([surprise[f] for f in self.fields], dim=-1) * real[..., None]  # (B, T, F)
-        count = real.float().cumsum(1)[..., None]  # (B, T, 1)
-        return (s.cumsum(1) + prior_events * self.field_mean) / (count + prior_events).clamp(min=1)
-
-    def features(self, head_logit: torch.Tensor, surprise: dict[str, torch.Tensor], real: torch.Tensor) -> torch.Tensor:
-        """(B, T) head logit, field -> (B, T) surprise, (B, T) real-event mask -> (B, T, len(FEATURES))."""
-        z = (self.field_means(surprise, real) - self.field_mean) / self.field_std  # (B, T, F)
-        typicality = (z * z).mean(-1)  # (B, T)
-        s = torch.stack([surprise[f] for f in self.fields]).sum(0) * real  # (B, T) total nats
-        count = real.float().cumsum(1)  # events so far
-        total = s.cumsum(1)
-        mean = total / count.clamp(min=1)
-        peak = s.cummax(1).values
-        lag_total = F.pad(total, (RECENT, 0))[:, : total.size(1)]  # total RECENT events earlier
-        lag_count = F.pad(count, (RECENT, 0))[:, : count.size(1)]
-        recent = (total - lag_total) / (count - lag_count).clamp(min=1)
-        return torch.stack([head_logit, typicality, mean, peak, recent, s], dim=-1)
-
-    def forward(self, head_logit: torch.Tensor, surprise: dict[str, torch.Tensor], real: torch.Tensor) -> torch.Tensor:
-        """The final pre-Platt logit (B, T) from the head logit and the per-field surprise."""
-        return self.features(head_logit, surprise, real) @ self.weight + self.bias
 
 
 @dataclass(frozen=True)
@@ -198,18 +154,6 @@ class _Batch:
     surprise: dict[str, torch.Tensor]  # field -> (B, T)
     features: torch.Tensor  # (B, T, F)
     logit: torch.Tensor  # (B, T) final pre-Platt logit
-
-
-def _label_values(col: pd.Series) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-        values = pd.to_numeric(col, errors="coerce").to_numpy(float)
-    else:
-        mapping = {"1": 1.0, "0": 0.0, "fraud": 1.0, "legit": 0.0, "true": 1.0, "false": 0.0}
-        values = col.astype("string").str.strip().str.lower().map(mapping).to_numpy(float, na_value=np.nan)
-    bad = ~np.isin(values, [0.0, 1.0])
-    if bad.any():
-        raise ValueError(f"labels.label has value(s) {col[bad].unique()[:5].tolist()}: expected 0/1 (or fraud/legit)")
-    return values.astype(np.int64)
 
 
 def _stratified_holdout(per_user: pd.Series, frac: float, seed: int) -> np.ndarray:
@@ -235,6 +179,14 @@ class Scorer:
         if config is not None and not isinstance(config, ScorerConfig):
             raise ValueError(f"config must be a ScorerConfig, got {type(config).__name__}")
         self.config = config or ScorerConfig()
+
+    @property
+    def max_events(self) -> int:
+        """The window length: the most events the model reads to score one event (its context
+        window, models.train.context_start). The one place callers read it. It is the config's
+        `max_events`, known before fitting; the encoder built by `fit` gets the same value (its
+        position table has that many rows)."""
+        return self.config.max_events
 
     # ================================================================== fitting
     def fit(self, events: pd.DataFrame, labels: pd.DataFrame | None = None, *, progress: bool = True) -> "Scorer":
@@ -269,7 +221,7 @@ class Scorer:
         info: dict = {"n_users": int(tok.n_users), "n_events": int(len(tok.ts)), "device": str(device)}
         info["pretrain"] = pretrain(
             model, tok,
-            recent_windows(tok, train_users, cfg.max_events), recent_windows(tok, val_users, cfg.max_events),
+            recent_windows(tok, train_users, self.max_events), recent_windows(tok, val_users, self.max_events),
             cfg.train_config(cfg.pretrain_epochs, progress), device,
         )
 
@@ -295,7 +247,7 @@ class Scorer:
         missing = [c for c in ("user_id", "label") if c not in labels.columns]
         if missing:
             raise ValueError(f"labels frame lacks required column(s) {missing}")
-        y = _label_values(labels["label"])
+        y = label_values(labels["label"], "labels.label")
         users, positions = self._positions(tok, labels)
         frame = pd.DataFrame({"u": users, "p": positions, "y": y}).drop_duplicates(["u", "p"], keep="last")
         return frame["u"].to_numpy(), frame["p"].to_numpy(), frame["y"].to_numpy()
@@ -305,8 +257,8 @@ class Scorer:
         users, positions, y = targets
         val_u = _stratified_holdout(per_user, cfg.label_val_frac, cfg.seed)
         in_val = np.isin(users, val_u)
-        train_w = target_windows(tok, users[~in_val], positions[~in_val], cfg.max_events, y[~in_val])
-        val_w = target_windows(tok, users[in_val], positions[in_val], cfg.max_events, y[in_val])
+        train_w = target_windows(tok, users[~in_val], positions[~in_val], self.max_events, y[~in_val])
+        val_w = target_windows(tok, users[in_val], positions[in_val], self.max_events, y[in_val])
         n_pos = float(y[~in_val].sum())
         pos_weight = float(np.clip((len(y[~in_val]) - n_pos) / max(n_pos, 1.0), 1.0, 10.0))
         with torch.no_grad():  # start the head at the base rate
@@ -318,26 +270,10 @@ class Scorer:
         # stacker on held-out features, then Platt on its cross-validated outputs
         info["reference"] = self._fit_reference(tok)
         X, yv = self._window_features(tok, val_w)
-        stacker = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-        stacker.fit(X, yv)
-        scaler, lr = stacker[0], stacker[1]
-        w = lr.coef_[0] / scaler.scale_
-        b = lr.intercept_[0] - float(np.dot(w, scaler.mean_))
-        with torch.no_grad():
-            self.stack_.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
-            self.stack_.bias.fill_(float(b))
-        slope, intercept, platt = 1.0, 0.0, "skipped: too few held-out labels of a class"
-        folds = int(min(5, yv.sum(), len(yv) - yv.sum()))
-        if folds >= 2:
-            cv = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed)
-            z = cross_val_predict(stacker, X, yv, cv=cv, method="decision_function")
-            p = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], yv)
-            if p.coef_[0, 0] > 0:
-                slope, intercept, platt = float(p.coef_[0, 0]), float(p.intercept_[0]), "fitted"
-            else:
-                platt = "skipped: non-positive slope"
+        w, b = fit_stacker(X, yv)
+        self.stack_.set_linear(w, b)
         self.mode_ = "supervised"
-        self.calibrator_ = {"kind": "platt", "slope": slope, "intercept": intercept}
+        self.calibrator_, platt = cross_validated_platt(X, yv, cfg.seed)
         info.update(
             mode="supervised", n_labels=self.n_labels_, n_train_targets=int((~in_val).sum()),
             n_val_targets=int(in_val.sum()), pos_weight=pos_weight, platt=platt,
@@ -350,7 +286,7 @@ class Scorer:
 
     def _fit_reference(self, tok: TokenizedEvents) -> dict:
         """Typicality reference: mean / std over users (as of their last event) of per-field mean surprise."""
-        windows = target_windows(tok, np.arange(tok.n_users), tok.lengths - 1, self.config.max_events)
+        windows = target_windows(tok, np.arange(tok.n_users), tok.lengths - 1, self.max_events)
         rows, counts = [], []
         for b in self._run(tok, windows):
             real = b.inputs["event_type"] != 0
@@ -360,12 +296,7 @@ class Scorer:
                 counts.append(windows.target_offset[w] + 1.0)
         raw = torch.cat(rows).double()  # (n_users, F)
         n = torch.from_numpy(np.concatenate(counts)).double()[:, None]  # (n_users, 1) events in window
-        mean = raw.mean(0)
-        shrunk = (raw * n + PRIOR_EVENTS * mean) / (n + PRIOR_EVENTS)  # what field_means gives
-        with torch.no_grad():
-            self.stack_.field_mean.copy_(mean.float())
-            # floor: a field that is (nearly) always predicted right must not blow up on tiny noise
-            self.stack_.field_std.copy_(shrunk.std(0, correction=0).clamp(min=STD_FLOOR).float())
+        self.stack_.set_reference(raw, n)
         return {"n_users": int(len(means)), "field_mean": dict(zip(self.stack_.fields, self.stack_.field_mean.tolist()))}
 
     def _fit_surprise(self, tok: TokenizedEvents, info: dict, targets=None) -> None:
@@ -373,29 +304,21 @@ class Scorer:
         users, or, with a few labels of both classes (`targets`), a Platt fit on them."""
         info["reference"] = self._fit_reference(tok)
         last = np.arange(tok.n_users)
-        windows = target_windows(tok, last, tok.lengths - 1, self.config.max_events)
-        j = FEATURES.index(ZERO_LABEL_FEATURE)
+        windows = target_windows(tok, last, tok.lengths - 1, self.max_events)
         X, _ = self._window_features(tok, windows)
-        stat = X[:, j]
-        mu, sd = float(stat.mean()), float(stat.std()) or 1.0
-        w = np.zeros(len(FEATURES))
-        w[j] = 1.0 / sd
-        with torch.no_grad():
-            self.stack_.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
-            self.stack_.bias.fill_(-mu / sd)
-        z = np.sort((stat - mu) / sd)
-        quantiles = np.quantile(z, np.linspace(0, 1, min(len(z), 1001)))
+        stat = X[:, FEATURES.index(ZERO_LABEL_FEATURE)]
+        w, mu, sd = typicality_weights(stat)
+        self.stack_.set_linear(w, -mu / sd)
         self.mode_ = "surprise"
-        self.calibrator_ = {"kind": "ecdf", "quantiles": [float(q) for q in quantiles]}
+        self.calibrator_ = ecdf_calibrator((stat - mu) / sd)
         info.update(mode="surprise", n_labels=self.n_labels_, zero_label_feature=ZERO_LABEL_FEATURE, calibration="ecdf")
         if targets is not None:  # too few positives to fine-tune on: calibrate the ranking instead
             users, positions, y = targets
-            X, y = self._window_features(tok, target_windows(tok, users, positions, self.config.max_events, y))
+            X, y = self._window_features(tok, target_windows(tok, users, positions, self.max_events, y))
             z = X @ w - mu / sd
-            p = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y)
-            if p.coef_[0, 0] > 0:
-                slope, intercept = float(p.coef_[0, 0]), float(p.intercept_[0])
-                self.calibrator_ = {"kind": "platt", "slope": slope, "intercept": intercept}
+            fitted = fit_platt(z, y)
+            if fitted is not None:
+                self.calibrator_ = platt_calibrator(*fitted)
                 info.update(calibration="platt on the labels", label_auroc=float(roc_auc_score(y, z)))
 
     # ================================================================== scoring internals
@@ -472,7 +395,7 @@ class Scorer:
         return self._logits_for(tok, users, positions)
 
     def _logits_for(self, tok: TokenizedEvents, users: np.ndarray, positions: np.ndarray, progress: bool = False) -> np.ndarray:
-        windows = target_windows(tok, users, positions, self.config.max_events)
+        windows = target_windows(tok, users, positions, self.max_events)
         out = np.empty(len(users), dtype=np.float64)
         for b in self._run(tok, windows, progress):
             logit = b.logit.float().cpu().numpy()
@@ -481,15 +404,10 @@ class Scorer:
         return out
 
     def _calibrated_logit(self, z: np.ndarray) -> np.ndarray:
-        if self.calibrator_["kind"] == "platt":
-            return self.calibrator_["slope"] * z + self.calibrator_["intercept"]
-        return z
+        return calibrated_logit(self.calibrator_, z)
 
     def _proba(self, z: np.ndarray) -> np.ndarray:
-        if self.calibrator_["kind"] == "platt":
-            return expit(self._calibrated_logit(z))
-        q = np.asarray(self.calibrator_["quantiles"])
-        return np.interp(z, q, np.linspace(0.0, 1.0, len(q)))
+        return calibrated_proba(self.calibrator_, z)
 
     # ================================================================== public scoring API
     def predict_proba(self, events: pd.DataFrame, at: pd.DataFrame | None = None) -> np.ndarray:
@@ -513,7 +431,7 @@ class Scorer:
         self._check_fitted()
         tok = self.tokenizer_.transform(events)
         users, positions = np.arange(tok.n_users), tok.lengths - 1
-        windows = target_windows(tok, users, positions, self.config.max_events)
+        windows = target_windows(tok, users, positions, self.max_events)
         logit = np.empty(tok.n_users)
         head = np.empty(tok.n_users)
         surprise = np.empty(tok.n_users)
@@ -552,7 +470,7 @@ class Scorer:
         n_hist = len(history)
         tok = self.tokenizer_.transform(pd.concat([history, timeline], ignore_index=True) if n_hist else timeline)
         positions = np.arange(n_hist, n_hist + n)  # history sorts first (ties included)
-        windows = target_windows(tok, np.zeros(n, dtype=np.int64), positions, self.config.max_events)
+        windows = target_windows(tok, np.zeros(n, dtype=np.int64), positions, self.max_events)
         logit = np.empty(n)
         head_fields = self.model_.head_fields  # a model saved before a field existed predicts fewer
         fields = {f: np.empty(n) for f in head_fields}
@@ -581,7 +499,7 @@ class Scorer:
         self._check_fitted()
         tok = self.tokenizer_.transform(events)
         users = np.arange(tok.n_users)
-        windows = target_windows(tok, users, tok.lengths - 1, self.config.max_events)
+        windows = target_windows(tok, users, tok.lengths - 1, self.max_events)
         out = np.empty((tok.n_users, self.config.d_model), dtype=np.float32)
         for b in self._run(tok, windows):
             real = (b.inputs["event_type"] != 0).float()  # (B, T)
@@ -606,7 +524,7 @@ class Scorer:
             raise ValueError(f"encode takes one user's events, got {timeline['user_id'].nunique()} users")
         tok = self.tokenizer_.transform(timeline, history)
         n = len(tok.ts)
-        start = int(context_start(np.array([n - 1]), self.config.max_events)[0])
+        start = int(context_start(np.array([n - 1]), self.max_events)[0])
         return collate(tok, np.array([start]), np.array([n]), self.device_)
 
     def risk_logits(self, inputs: dict[str, torch.Tensor], attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -637,11 +555,7 @@ class Scorer:
         state = {
             "config": asdict(self.config),
             "mode": self.mode_,
-            "stack": {
-                "features": list(FEATURES), "weight": self.stack_.weight.tolist(), "bias": float(self.stack_.bias),
-                "fields": self.stack_.fields, "field_mean": self.stack_.field_mean.tolist(),
-                "field_std": self.stack_.field_std.tolist(),
-            },
+            "stack": self.stack_.to_dict(),
             "calibrator": self.calibrator_,
             "n_labels": self.n_labels_,
             "fit_info": self.fit_info_,
@@ -661,12 +575,7 @@ class Scorer:
         scorer.device_ = resolve_device(device or config.device)
         scorer.tokenizer_ = EventTokenizer.load(path)
         scorer.model_ = EventEncoder.from_pretrained(path).to(scorer.device_).eval()
-        stack = state["stack"]
-        scorer.stack_ = RiskStack(stack["fields"]).to(scorer.device_)
-        with torch.no_grad():
-            for name in ("weight", "field_mean", "field_std"):
-                getattr(scorer.stack_, name).copy_(torch.tensor(stack[name]))
-            scorer.stack_.bias.fill_(stack["bias"])
+        scorer.stack_ = RiskStack.from_dict(state["stack"]).to(scorer.device_)
         scorer.mode_ = state["mode"]
         scorer.calibrator_ = state["calibrator"]
         scorer.n_labels_ = state["n_labels"]

@@ -16,9 +16,12 @@ bins. `transform` turns an events frame into `TokenizedEvents`: flat arrays sort
 | query          | (K slots) 0 PAD, 1.. hashed word unigrams and bigrams of the search query    |
 
 "First time" flags and gaps are computed on the user's whole history before any truncation, so
-a window that starts mid-timeline still knows a device is new. Columns used (restated from
-analyst.schema, which models/ does not import): user_id, ts, event_type, category, status,
+a window that starts mid-timeline still knows a device is new. Columns used (they come from the
+field table of models/contracts.py: the required ones from `EVENT_REQUIRED`, the columns the
+first-time flags watch from `NOVELTY_COLUMNS`): user_id, ts, event_type, category, status,
 currency, amount, query, device_id, ip, country, address_id, payment_method, session_id, item_id.
+Which columns get which treatment (CATEGORICAL_FIELDS, amount, query) is this module's own choice;
+each categorical one is checked at import to be a contracts field of role "categorical".
 Every optional column may be missing or entirely null. `attrs` is never read (it may hold truth).
 The vocabulary is saved as JSON next to the model (`save` / `load`).
 """
@@ -32,19 +35,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.contracts import EVENT_REQUIRED, FIELDS_BY_NAME, NOVELTY_COLUMNS
+
 PAD, NULL, OOV = 0, 1, 2
 SEEN, NEW = 2, 3
 
+# The tokenizer's own treatment list (each a top-N + OOV vocabulary and a softmax head); the order
+# is the order of the ids columns, so saved models depend on it.
 CATEGORICAL_FIELDS: tuple[str, ...] = ("event_type", "category", "status", "currency")
-NOVELTY_FIELDS: dict[str, str] = {  # field name -> column it watches
-    "new_device": "device_id",
-    "new_ip": "ip",
-    "new_country": "country",
-    "new_address": "address_id",
-    "new_payment": "payment_method",
-    "new_session": "session_id",
-    "new_item": "item_id",
-}
+_NOT_CATEGORICAL = [f for f in CATEGORICAL_FIELDS
+                    if f not in FIELDS_BY_NAME or FIELDS_BY_NAME[f].role != "categorical"]
+if _NOT_CATEGORICAL:
+    raise RuntimeError(f"CATEGORICAL_FIELDS {_NOT_CATEGORICAL} are not categorical fields of models/contracts.py")
+# flag name -> the column it watches, in the field table's order (models.contracts.NOVELTY_COLUMNS:
+# new_device, new_ip, new_country, new_address, new_payment, new_session, new_item)
+NOVELTY_FIELDS: dict[str, str] = dict(NOVELTY_COLUMNS)
 # Order of the columns of TokenizedEvents.ids.
 ID_FIELDS: tuple[str, ...] = (
     CATEGORICAL_FIELDS + ("amount", "gap", "hour", "weekday") + tuple(NOVELTY_FIELDS)
@@ -53,7 +58,7 @@ ID_FIELDS: tuple[str, ...] = (
 HEAD_FIELDS: tuple[str, ...] = (
     CATEGORICAL_FIELDS + ("amount", "gap", "hour") + tuple(NOVELTY_FIELDS)
 )
-REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "ts", "event_type")
+REQUIRED_COLUMNS: tuple[str, ...] = EVENT_REQUIRED
 
 
 @dataclass(frozen=True)

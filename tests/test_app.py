@@ -334,10 +334,6 @@ def test_model_page_lists_versions(home):
 
 
 def test_model_page_compares_versions_on_reviewed_cases(home):
-    from analyst.service import Workbench
-
-    if not hasattr(Workbench, "model_metrics"):
-        pytest.skip("analyst/service.py has no Workbench.model_metrics yet")
     at = app().run()
     at.switch_page("analyst/views/model.py")
     at.run()

@@ -123,6 +123,12 @@ def test_binary_labels_accepts_words_and_rejects_others():
     assert binary_labels(pd.DataFrame({"label": [True, False]})).tolist() == [1, 0]
     with pytest.raises(ValueError, match="maybe"):
         binary_labels(pd.DataFrame({"label": ["fraud", "maybe"]}))
+    # the one parser of models/contracts.py: the message names the column and what is expected
+    with pytest.raises(ValueError, match=r"labels\.label has value\(s\) \[2\]: expected 1/0/true/false/fraud/legit"):
+        binary_labels(pd.DataFrame({"label": [1, 2]}))
+    with pytest.raises(ValueError, match="label column"):
+        binary_labels(pd.DataFrame({"y": [1]}))
+    assert binary_labels(pd.DataFrame({"label": [" Fraud", "LEGIT", "1.0", "false"]})).tolist() == [1, 0, 1, 0]
 
 
 def _split(labels: pd.DataFrame):

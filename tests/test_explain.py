@@ -117,7 +117,7 @@ def test_a_window_with_its_history_explains_the_whole_timelines_risk(scorer, dat
     """The case page explains a long user's latest max_events events with the earlier ones as
     history: the explained risk is the queue's (whole-timeline) risk, the arrays cover the window."""
     events, _ = data
-    n = scorer.config.max_events
+    n = scorer.max_events
     counts = events.groupby("user_id").size()
     user = counts[counts > n + 20].index[0]
     tl = timeline(events, user)
@@ -363,3 +363,19 @@ def test_bench_prints_the_json_schema(tmp_path) -> None:
     for key in ("p50_ms", "p95_ms", "mean_abs_delta", "deletion_top_k_drop", "deletion_random_drop"):
         assert isinstance(result[key], float), key
     assert result["p95_ms"] >= result["p50_ms"] > 0
+
+
+def test_the_split_modules_are_re_exported_by_models_explain() -> None:
+    """analyst/ and bench/ import these names from models.explain; they live in attribution.py
+    and neighbours.py."""
+    import models.attribution as attribution
+    import models.explain as explain_module
+    import models.neighbours as neighbours
+
+    assert explain_module.what_if is attribution.what_if
+    assert explain_module.masked_risk is attribution.masked_risk
+    assert explain_module.attention_rollout is attribution.attention_rollout
+    assert explain_module._private_scorer is attribution.private_scorer
+    assert explain_module.nearest_cases is neighbours.nearest_cases
+    for name in explain_module.__all__:
+        assert hasattr(explain_module, name), name

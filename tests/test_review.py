@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from analyst.config import Settings
-from analyst.review import BLIND_CASE_FIELDS, kappa, sampled
+from analyst.service.review import BLIND_CASE_FIELDS, kappa, sampled
 from analyst.service import ConflictError, Workbench
 
 

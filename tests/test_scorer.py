@@ -80,6 +80,13 @@ def test_not_fitted_raises(data):
             call()
 
 
+def test_max_events_is_the_configs_and_the_encoders(scorer):
+    assert Scorer(ScorerConfig(**TINY)).max_events == TINY["max_events"]  # known before fit
+    assert scorer.max_events == scorer.config.max_events == scorer.model_.config.max_events
+    with pytest.raises(AttributeError):
+        scorer.max_events = 3  # read only
+
+
 def test_predict_proba_shape_order_and_direction(scorer, data):
     events, labels = data
     assert scorer.mode_ == "supervised" and scorer.n_labels_ == len(labels)
@@ -278,16 +285,37 @@ def test_same_seed_same_model(data):
 
 def test_bad_inputs(scorer, data):
     events, labels = data
-    with pytest.raises(ValueError, match="label"):
+    with pytest.raises(ValueError, match=r"labels\.label has value\(s\) \[2\]: expected 1/0/true/false/fraud/legit"):
         Scorer(ScorerConfig(**TINY)).fit(events, labels.assign(label=2), progress=False)
     with pytest.raises(ValueError, match="ghost"):
         Scorer(ScorerConfig(**TINY)).fit(events, pd.DataFrame({"user_id": ["ghost"], "label": [1]}), progress=False)
     with pytest.raises(ValueError, match="user_id"):
         scorer.predict_proba(events.drop(columns="user_id"))
-    with pytest.raises(ValueError, match="device"):
+    with pytest.raises(ValueError, match="ScorerConfig.device='tpu': expected one of auto, cpu, cuda"):
         ScorerConfig(device="tpu")
     with pytest.raises(ValueError, match="n_heads"):
         ScorerConfig(d_model=10, n_heads=4)
     with pytest.raises(ValueError, match="risk_pooling"):
         ScorerConfig(risk_pooling="mean")
     assert len(FEATURES) == 6
+
+
+def test_calibrators_and_the_stack_state_round_trip(scorer, zero_label_scorer):
+    """models/calibration.py: what scorer.json stores for the stacker loads back unchanged, and the
+    calibrators map logits the way predict_proba reports them."""
+    from models.calibration import RiskStack, calibrated_logit, calibrated_proba, ecdf_calibrator, platt_calibrator
+
+    state = scorer.stack_.to_dict()
+    assert state["features"] == list(FEATURES) and state["fields"] == scorer.stack_.fields
+    again = RiskStack.from_dict(state)
+    for name in ("weight", "bias", "field_mean", "field_std"):
+        assert torch.equal(getattr(again, name), getattr(scorer.stack_, name).cpu()), name
+    z = np.array([-2.0, 0.0, 3.0])
+    platt = platt_calibrator(2.0, -1.0)
+    assert np.allclose(calibrated_logit(platt, z), 2.0 * z - 1.0)
+    assert np.allclose(calibrated_proba(platt, z), 1.0 / (1.0 + np.exp(-(2.0 * z - 1.0))))
+    ecdf = ecdf_calibrator(np.arange(11.0))
+    assert ecdf["kind"] == "ecdf" and np.allclose(calibrated_proba(ecdf, np.array([0.0, 5.0, 10.0, 99.0])),
+                                                  [0.0, 0.5, 1.0, 1.0])
+    assert np.array_equal(calibrated_logit(ecdf, z), z)
+    assert np.allclose(zero_label_scorer.calibrate(z), calibrated_proba(zero_label_scorer.calibrator_, z))

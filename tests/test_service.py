@@ -5,6 +5,7 @@ import json
 import math
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -33,7 +34,7 @@ def test_queue_lists_open_cases_riskiest_first(wb):
 def test_the_case_page_risk_of_a_long_user_is_the_queues(wb):
     """A user with more events than the model reads: the case page explains the latest
     max_events, with the earlier ones as history, so it shows the risk the queue scored."""
-    limit = wb.scorer().config.max_events
+    limit = wb.scorer().max_events
     scores = wb.store.latest_scores(wb.current_version()).set_index("user_id")["score"]
     counts = wb.store.events().groupby("user_id").size()
     longest = counts.sort_values(ascending=False).index[:3]
@@ -234,3 +235,53 @@ def test_model_metrics_use_reviewed_cases_the_version_never_saw(wb):
         wb.train(backtest_share=1.0)
     with pytest.raises(LookupError, match="no model version"):
         wb.model_metrics("v-missing")
+
+
+def test_a_contradicting_reason_is_refused_by_the_service(wb):
+    row = wb.queue().iloc[0]
+    before = (len(wb.store.label_history()), len(wb.audit()))
+    with pytest.raises(ValueError, match="contradicts"):
+        wb.decide(row["user_id"], "legit", analyst="ana", reason_code="payment_fraud", quality="useful",
+                  note="looks fine", case_id=int(row["case_id"]))
+    assert (len(wb.store.label_history()), len(wb.audit())) == before
+
+
+def test_one_view_uses_one_model_version_from_start_to_end(wb):
+    """A handle bound before a promotion keeps explaining with its own version, and a version's
+    window is cut with that version's max_events, not the current model's."""
+    first = wb.model()
+    other = wb.train(config=tiny_scorer_config(seed=1, max_events=20), progress=False)
+    user = wb.store.events().groupby("user_id").size().idxmax()
+    wb.promote(other, "ana")
+    view = wb.case(user, model=first)
+    assert view.model_version == first.version and view.explanation.model_version == first.version
+    assert len(view.timeline) == min(first.max_events, view.header["events"])
+    exp = wb.explanation(user, version=first.version)
+    assert len(exp.risk_history) == len(view.timeline)
+    current = wb.case(user)
+    assert current.model_version == other and len(current.timeline) == 20
+    assert wb.what_if(user, [0], model=first) == pytest.approx(
+        wb.what_if(user, [0], model=wb.model(first.version)))
+
+
+def test_train_register_audit_and_promote_commit_together(wb, monkeypatch):
+    """A failure inside the registering transaction leaves no version row, no audit row and the
+    current model as it was; the version's files are removed."""
+    from analyst.store import database
+
+    before_models, before_audit, current = len(wb.models()), len(wb.audit()), wb.current_version()
+    real = database._write_audit
+
+    def failing(cur, at, actor, action, **kw):
+        if action == "train":
+            raise RuntimeError("killed between register and audit")
+        return real(cur, at, actor, action, **kw)
+
+    monkeypatch.setattr(database, "_write_audit", failing)
+    with pytest.raises(RuntimeError, match="killed"):
+        wb.train(config=tiny_scorer_config(seed=4), progress=False)
+    assert len(wb.models()) == before_models and len(wb.audit()) == before_audit
+    assert wb.current_version() == current
+    registered = {Path(p).name for p in wb.models()["path"]}
+    on_disk = {p.name for p in wb.settings.model_dir.iterdir()}
+    assert on_disk == registered, f"left on disk: {on_disk - registered}"

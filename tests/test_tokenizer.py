@@ -160,3 +160,20 @@ def test_history_sets_first_time_flags_and_the_first_gap(events):
     assert (tok.transform(latest, history=earlier.assign(user_id="zz")).ids == alone.ids).all()
     with pytest.raises(ValueError, match="history of user 'a' .* after that user's first event"):
         tok.transform(earlier, history=latest)
+
+
+def test_field_lists_come_from_the_contracts():
+    """The tokenizer's field lists are derived from models/contracts.py; names and order are the
+    ones saved models were trained with (the ids columns follow them)."""
+    from models import contracts
+    from models.tokenizer import CATEGORICAL_FIELDS, NOVELTY_FIELDS, REQUIRED_COLUMNS
+
+    assert list(NOVELTY_FIELDS.items()) == [
+        ("new_device", "device_id"), ("new_ip", "ip"), ("new_country", "country"),
+        ("new_address", "address_id"), ("new_payment", "payment_method"),
+        ("new_session", "session_id"), ("new_item", "item_id"),
+    ] == list(contracts.NOVELTY_COLUMNS.items())
+    assert REQUIRED_COLUMNS == contracts.EVENT_REQUIRED == ("user_id", "ts", "event_type")
+    assert CATEGORICAL_FIELDS == ("event_type", "category", "status", "currency")
+    assert all(contracts.FIELDS_BY_NAME[f].role == "categorical" for f in CATEGORICAL_FIELDS)
+    assert ID_FIELDS == CATEGORICAL_FIELDS + ("amount", "gap", "hour", "weekday") + tuple(NOVELTY_FIELDS)

@@ -88,6 +88,22 @@ _SQL_COUNTS = " UNION ALL ".join(
 )
 
 
+# decided fraud/legit cases with their latest first decision (the audit row names its label)
+_SQL_DECIDED_FROM = (
+    "SELECT c.case_id, c.user_id, c.opened_at, c.score, c.decided_at, a.actor AS first_analyst, "
+    "c.decision AS first_decision, l.label AS first_label, l.label_id AS first_label_id, "
+    "l.as_of, l.note AS first_note "
+    "FROM sleuth.cases c "
+    "JOIN sleuth.audit a ON a.case_id = c.case_id AND a.action = 'decide' "
+    "JOIN sleuth.labels l "
+    "  ON l.label_id = TRY_CAST(json_extract_string(a.detail, '$.label_id') AS BIGINT) "
+    "WHERE c.status = 'decided' AND c.decision IN ('fraud', 'legit') "
+)
+_SQL_DECIDED_LATEST = "QUALIFY row_number() OVER (PARTITION BY c.case_id ORDER BY a.audit_id DESC) = 1 "
+_SQL_DECIDED = _SQL_DECIDED_FROM + _SQL_DECIDED_LATEST + "ORDER BY c.case_id"
+_SQL_DECIDED_ONE = _SQL_DECIDED_FROM + "AND c.case_id = ? " + _SQL_DECIDED_LATEST
+
+
 class StoreBusyError(RuntimeError):
     """The database file is locked by another process (DuckDB allows one writer process)."""
 
@@ -448,13 +464,15 @@ class Store:
             cur.unregister("_lab")
         return len(frame)
 
-    def latest_labels(self) -> pd.DataFrame:
-        """One row per labelled user: the latest decision (highest label_id)."""
-        return self._read(
-            "SELECT * EXCLUDE (ingest_id) FROM sleuth.labels "
-            "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY label_id DESC) = 1 "
-            "ORDER BY user_id"
-        )
+    def latest_labels(self, sources: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per labelled user: the latest decision (highest label_id); with `sources`,
+        only users whose latest label has one of those sources."""
+        sql = ("SELECT * EXCLUDE (ingest_id) FROM sleuth.labels "
+               "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY label_id DESC) = 1")
+        if sources is None:
+            return self._read(sql + " ORDER BY user_id")
+        return self._read("SELECT * FROM (" + sql + ") WHERE list_contains(?, source) ORDER BY user_id",
+                          [list(sources)])
 
     def label_history(self, user_id: str | None = None) -> pd.DataFrame:
         """Every label row (of one user, if given), oldest first."""
@@ -501,19 +519,29 @@ class Store:
 
     def register_model(self, version: str, path: str, *, metrics: dict | None = None,
                        status: str = "candidate", created_by: str | None = None,
-                       data_snapshot: dict | None = None) -> None:
-        """Record a saved model version. status 'current' demotes the previous current one."""
+                       data_snapshot: dict | None = None, actor: str | None = None) -> None:
+        """Record a saved model version. status 'current' demotes the previous current one.
+
+        With `actor`, the audit rows go in the same transaction: "train" (detail: the data
+        snapshot) and, for status 'current', "promote". All of it commits, or none of it.
+        """
         if not version:
             raise ValueError(f"version={version!r}: a version is required")
         check_choice(status, MODEL_STATUSES, "status")
         with self._tx() as cur:
             if cur.execute("SELECT 1 FROM sleuth.models WHERE version = ?", [version]).fetchall():
                 raise ValueError(f"model version {version!r} is registered already")
+            old = _current_version(cur)
             if status == "current":
                 cur.execute("UPDATE sleuth.models SET status = 'retired' WHERE status = 'current'")
+            now = utcnow()
             cur.execute("INSERT INTO sleuth.models VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [version, str(path), utcnow(), created_by, status, to_json(metrics),
+                        [version, str(path), now, created_by, status, to_json(metrics),
                          to_json(data_snapshot)])
+            if actor is not None:
+                _write_audit(cur, now, actor, "train", new=version, detail=data_snapshot)
+                if status == "current":
+                    _write_audit(cur, now, actor, "promote", old=old, new=version)
 
     def models(self) -> pd.DataFrame:
         """All model versions, oldest first."""
@@ -529,16 +557,41 @@ class Store:
             row["data_snapshot"] = from_json(row["data_snapshot"])
         return row
 
-    def set_model_status(self, version: str, status: str) -> None:
-        """Change a version's status; 'current' demotes the previous current one to 'retired'."""
+    def model(self, version: str) -> dict | None:
+        """One model version as a dict (metrics and data_snapshot parsed), or None."""
+        with self._con.cursor() as cur:
+            row = _one(cur, "SELECT * FROM sleuth.models WHERE version = ?", [str(version)])
+        if row is not None:
+            row["metrics"] = from_json(row["metrics"])
+            row["data_snapshot"] = from_json(row["data_snapshot"])
+        return row
+
+    def previous_model(self) -> str | None:
+        """The most recently created retired version (what a rollback returns to), or None."""
+        with self._con.cursor() as cur:
+            rows = cur.execute("SELECT version FROM sleuth.models WHERE status = 'retired' "
+                               "ORDER BY created_at DESC, version DESC LIMIT 1").fetchall()
+        return rows[0][0] if rows else None
+
+    def set_model_status(self, version: str, status: str, *, actor: str | None = None,
+                         action: str | None = None) -> str | None:
+        """Change a version's status; 'current' demotes the previous current one to 'retired'.
+
+        With `actor` and `action` (e.g. promote, rollback) the audit row (old -> new current
+        version) is written in the same transaction. Returns the version that was current before.
+        """
         check_choice(status, MODEL_STATUSES, "status")
         with self._tx() as cur:
             if not cur.execute("SELECT 1 FROM sleuth.models WHERE version = ?", [version]).fetchall():
                 raise ValueError(f"model version {version!r} is not registered")
+            old = _current_version(cur)
             if status == "current":
                 cur.execute("UPDATE sleuth.models SET status = 'retired' "
                             "WHERE status = 'current' AND version <> ?", [version])
             cur.execute("UPDATE sleuth.models SET status = ? WHERE version = ?", [status, version])
+            if actor is not None and action is not None:
+                _write_audit(cur, utcnow(), actor, action, old=old, new=version)
+        return old
 
     # ------------------------------------------------------------------ cases and audit
     def open_cases(self, cases: pd.DataFrame, model_version: str) -> int:
@@ -582,6 +635,41 @@ class Store:
             return self._read("SELECT * FROM sleuth.cases ORDER BY case_id")
         check_choice(status, CASE_STATUSES, "status")
         return self._read("SELECT * FROM sleuth.cases WHERE status = ? ORDER BY case_id", [status])
+
+    def latest_case(self, user_id: str) -> dict | None:
+        """The user's most recently opened case as a dict, or None."""
+        with self._con.cursor() as cur:
+            return _one(cur, "SELECT * FROM sleuth.cases WHERE user_id = ? "
+                             "ORDER BY opened_at DESC, case_id DESC LIMIT 1", [str(user_id)])
+
+    def busy_user_ids(self) -> set[str]:
+        """Users with a case not yet decided (open, claimed or escalated)."""
+        with self._con.cursor() as cur:
+            rows = cur.execute("SELECT DISTINCT user_id FROM sleuth.cases WHERE status <> 'decided'").fetchall()
+        return {r[0] for r in rows}
+
+    def labelled_user_ids(self) -> set[str]:
+        """Users with at least one label row."""
+        with self._con.cursor() as cur:
+            rows = cur.execute("SELECT DISTINCT user_id FROM sleuth.labels").fetchall()
+        return {r[0] for r in rows}
+
+    def case_list(self, *, statuses: Sequence[str], min_score: float = 0.0, max_score: float = 1.0,
+                  since: Any = None, until: Any = None) -> pd.DataFrame:
+        """Cases in `statuses` with min_score <= score <= max_score (opened in [since, until] when
+        given), each with its user's first_ts, last_ts and event_types (user_stats). By case_id."""
+        for status in statuses:
+            check_choice(status, CASE_STATUSES, "status")
+        sql = ("SELECT c.*, u.first_ts, u.last_ts, u.event_types FROM sleuth.cases c "
+               "LEFT JOIN sleuth.user_stats u ON u.user_id = c.user_id "
+               "WHERE list_contains(?, c.status) AND c.score >= ? AND c.score <= ?")
+        params: list[Any] = [list(statuses), float(min_score), float(max_score)]
+        for bound, op in ((since, ">="), (until, "<=")):
+            value = to_utc(bound, "since" if op == ">=" else "until")
+            if value is not None:
+                sql += " AND c.opened_at " + op + " ?"
+                params.append(value)
+        return self._read(sql + " ORDER BY c.case_id", params)
 
     def case(self, case_id: int) -> dict | None:
         """One case as a dict, or None."""
@@ -687,18 +775,27 @@ class Store:
         """Cases decided fraud/legit, with their (latest) first decision: case_id, user_id,
         opened_at, score (at alert time), decided_at, first_analyst (who decided), first_decision, first_label,
         first_label_id, as_of (of that label), first_note. Ordered by case_id."""
-        return self._read(
-            "SELECT c.case_id, c.user_id, c.opened_at, c.score, c.decided_at, a.actor AS first_analyst, "
-            "c.decision AS first_decision, l.label AS first_label, l.label_id AS first_label_id, "
-            "l.as_of, l.note AS first_note "
-            "FROM sleuth.cases c "
-            "JOIN sleuth.audit a ON a.case_id = c.case_id AND a.action = 'decide' "
-            "JOIN sleuth.labels l "
-            "  ON l.label_id = TRY_CAST(json_extract_string(a.detail, '$.label_id') AS BIGINT) "
-            "WHERE c.status = 'decided' AND c.decision IN ('fraud', 'legit') "
-            "QUALIFY row_number() OVER (PARTITION BY c.case_id ORDER BY a.audit_id DESC) = 1 "
-            "ORDER BY c.case_id"
-        )
+        return self._read(_SQL_DECIDED)
+
+    def decided_case(self, case_id: int) -> dict | None:
+        """One case of `decided_cases()` (same fields), or None when it is not decided fraud/legit."""
+        with self._con.cursor() as cur:
+            return _one(cur, _SQL_DECIDED_ONE, [int(case_id)])
+
+    def review(self, review_id: int) -> dict | None:
+        """One second review as a dict, or None."""
+        with self._con.cursor() as cur:
+            return _one(cur, "SELECT * FROM sleuth.reviews WHERE review_id = ?", [int(review_id)])
+
+    def disagreeing_reviews(self, *, include_adjudicated: bool = False) -> pd.DataFrame:
+        """Second reviews whose label differs from the first decision (only those awaiting
+        adjudication unless `include_adjudicated`), with the first decision's note as
+        `first_note`; oldest first."""
+        sql = ("SELECT r.*, l.note AS first_note FROM sleuth.reviews r "
+               "LEFT JOIN sleuth.labels l ON l.label_id = r.first_label_id WHERE r.label <> r.first_label")
+        if not include_adjudicated:
+            sql += " AND r.adjudicated_label_id IS NULL"
+        return self._read(sql + " ORDER BY r.review_id")
 
     def record_review(self, *, case_id: int, user_id: str, first_label_id: int | None,
                       first_analyst: str | None, first_label: int | None, reviewer: str,
@@ -809,6 +906,12 @@ def _frame(cur: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ())
     `split_blocks` skips pandas' block consolidation (-0.2 ms per timeline).
     """
     return cur.sql(sql, params=list(params)).to_arrow_table().to_pandas(split_blocks=True)
+
+
+def _current_version(cur: duckdb.DuckDBPyConnection) -> str | None:
+    rows = cur.execute("SELECT version FROM sleuth.models WHERE status = 'current' "
+                       "ORDER BY created_at DESC LIMIT 1").fetchall()
+    return rows[0][0] if rows else None
 
 
 def _one(cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict | None:

@@ -6,18 +6,18 @@ import pandas as pd
 import streamlit as st
 
 from analyst import charts, report
-from analyst.service import ALERT_QUALITY, REASON_CODES, ConflictError
+from analyst.service import ConflictError
+from analyst.vocab import ALERT_QUALITY, DECISION_LABELS, LABEL_WORDS, REASON_CODES, WHY_LABELS
+from models.contracts import CASE_COLUMNS
 from analyst.views import chart, common
 
 CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
 FLASH_KEY = "case_flash"     # the last decision, shown once after the rerun that records it
 CONFLICT_KEY = "case_conflict"  # {"user_id", "decision", "note"}: this tab's decision that lost a race
 # reason codes that contradict a decision (a UI consistency check before anything is written)
-CONTRADICTS = {"fraud": {"legitimate_behaviour"},
-               "legit": {"account_takeover", "payment_fraud", "promo_abuse", "refund_abuse", "fake_reviews",
-                         "bot_activity", "order_brushing"}}
-EVENT_COLUMNS = ["ts", "event_type", "attribution", "surprise", "risk", "amount", "currency", "status",
-                 "category", "item_id", "query", "payment_method", "country", "device_id", "ip", "address_id"]
+# the events table: time and type, the model's view of each event, then the field table's columns
+EVENT_COLUMNS = ["ts", "event_type", "attribution", "surprise", "risk"] + [
+    c for c in CASE_COLUMNS if c not in ("ts", "event_type")]
 
 wb = common.workbench()
 me = common.analyst()
@@ -53,17 +53,9 @@ def _load(user_id: str, fresh: bool = False):
     return view
 
 
-def _user_of_case(case_id: int | None) -> str | None:
-    if case_id is None:
-        return None
-    queue = wb.queue(statuses=("open", "claimed", "escalated", "decided"))
-    hit = queue[queue["case_id"] == case_id]
-    return None if hit.empty else str(hit.iloc[0]["user_id"])
-
-
 def _go_next(after_case_id: int | None) -> None:
     case_id = wb.next_case(me, after_case_id=after_case_id)
-    user = _user_of_case(case_id)
+    user = wb.user_of_case(case_id)
     if user is None:
         st.info("The queue is empty: no case left to review.")
         return
@@ -123,7 +115,7 @@ case = {k: (None if not isinstance(v, (list, tuple, dict)) and pd.isna(v) else v
 chips = []
 if case:
     chips.append(f":blue-badge[{case.get('status', 'open')}]")
-    chips.append(f":orange-badge[{common.WHY_LABELS.get(case.get('why'), case.get('why') or 'flagged')}]")
+    chips.append(f":orange-badge[{WHY_LABELS.get(case.get('why'), case.get('why') or 'flagged')}]")
     if case.get("assignee"):
         chips.append(f":gray-badge[:material/person: {case['assignee']}]")
     chips.append(f":gray-badge[opened {common.fmt_when(case.get('opened_at'))}]")
@@ -131,8 +123,7 @@ else:
     chips.append(":gray-badge[no open case]")
 # a blind second reviewer of this user does not see the first decision here either
 # (only decided cases are sampled for it: the lookup runs for those only)
-blind = (bool(me) and case.get("status") == "decided"
-         and str(user_id) in set(wb.second_reviews_due(me)["user_id"].astype(str)))
+blind = wb.blind_for(me, case)
 if len(view.labels) and not blind:
     last = view.labels.iloc[-1].get("label")
     chips.append(f":violet-badge[last decision: {'fraud' if last == 1 else 'legit' if last == 0 else 'escalated'}]")
@@ -162,7 +153,7 @@ if flash and flash["user_id"] != view.user_id:
     st.session_state.pop(FLASH_KEY, None)  # shown only on the case it was recorded for
     flash = None
 if flash:
-    flash_slot.success(f"Decision recorded: {common.DECISION_LABELS.get(flash['decision'], flash['decision'])} "
+    flash_slot.success(f"Decision recorded: {DECISION_LABELS.get(flash['decision'], flash['decision'])} "
                        f"by {flash['analyst']}.", icon=":material/check_circle:")
 
 with metrics_slot:
@@ -241,9 +232,9 @@ with decide_col:
         conflict = None
     if conflict:
         now = case.get("decision")
-        by = f" ({common.DECISION_LABELS.get(now, now)} by {case.get('assignee') or 'another analyst'})" if now else ""
+        by = f" ({DECISION_LABELS.get(now, now)} by {case.get('assignee') or 'another analyst'})" if now else ""
         notices.error(f"Not recorded: someone else decided this case{by} after you opened it, so your "
-                 f"'{common.DECISION_LABELS.get(conflict['decision'], conflict['decision'])}' was not saved. "
+                 f"'{DECISION_LABELS.get(conflict['decision'], conflict['decision'])}' was not saved. "
                  f"Your note is kept below; the case now shows their decision (History & audit). Submit again "
                  f"if you still disagree: it is added as a new decision.\n\nYour note: {conflict['note']}",
                  icon=":material/sync_problem:")
@@ -270,9 +261,6 @@ with decide_col:
             st.error("Enter your name in the sidebar first: decisions are recorded with the analyst's name.")
         elif not (note or "").strip():
             st.error("Write a note: it is required to record a decision.")
-        elif reason in CONTRADICTS.get(pressed, set()):
-            st.error(f"Reason code '{reason.replace('_', ' ')}' contradicts "
-                     f"'{common.DECISION_LABELS[pressed].lower()}': pick a matching reason.")
         else:
             try:
                 decision = wb.decide(view.user_id, pressed, analyst=me, reason_code=reason, quality=quality,
@@ -320,7 +308,7 @@ def what_if_panel() -> None:
     if st.button("Recompute risk without them", key=f"whatif_go_{view.user_id}", disabled=not remove or exp is None):
         with common.guard("What-if failed"):
             with st.spinner("Rescoring without those events..."):
-                new = wb.what_if(view.user_id, remove)
+                new = wb.what_if(view.user_id, remove, model=wb.model(view.model_version))
             st.session_state[f"whatif_result_{view.user_id}"] = (tuple(remove), new)
     result = st.session_state.get(f"whatif_result_{view.user_id}")
     if result is not None and view.risk is not None:
@@ -390,7 +378,7 @@ def similar_panel() -> None:
         return
     st.caption("Labelled users whose behaviour the model encodes most similarly.")
     st.dataframe(
-        nb.assign(label=nb["label"].map({1: "fraud", 0: "legit"}), link=[f"case?user={u}" for u in nb["user_id"]]),
+        nb.assign(label=nb["label"].map(LABEL_WORDS), link=[f"case?user={u}" for u in nb["user_id"]]),
         hide_index=True, width="stretch", key=f"nb_{view.user_id}",
         column_config={"user_id": "User", "label": "Decision",
                        "similarity": st.column_config.ProgressColumn("Similarity", min_value=0.0, max_value=1.0,

@@ -6,7 +6,6 @@ Not a page itself (app.py registers only the page files). Per-tab state lives in
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,8 +17,6 @@ from analyst.service import Workbench
 
 CASE_PAGE = "analyst/views/case.py"
 QUEUE_PAGE = "analyst/views/queue.py"
-WHY_LABELS: dict[str, str] = {"high_risk": "High risk", "uncertain": "Uncertain", "control": "Random control"}
-DECISION_LABELS: dict[str, str] = {"fraud": "Fraud confirmed", "legit": "Rejected (legit)", "escalate": "Escalated"}
 _LOG = logging.getLogger("sleuth.app")
 ANALYST_KEY = "analyst_name"
 DEMO_KEY = "demo_mode"
@@ -44,7 +41,7 @@ def analyst_source() -> tuple[str | None, str]:
     user = _logged_in_user()
     if user:
         return user, "login"
-    env = os.environ.get("SLEUTH_ANALYST", "").strip()
+    env = (resources.settings().analyst or "").strip()
     if env:
         return env, "SLEUTH_ANALYST"
     name = str(st.session_state.get(ANALYST_KEY) or "").strip()

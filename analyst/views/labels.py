@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from analyst.views import common
+from analyst.vocab import LABEL_WORDS
 
 wb = common.workbench()
 
@@ -54,7 +55,7 @@ if history is not None:
         if user_filter.strip():
             shown = shown[shown["user_id"].astype(str).str.contains(user_filter.strip(), regex=False)]
         if "label" in shown.columns:
-            shown = shown.assign(label=shown["label"].map({1: "fraud", 0: "legit"}).fillna("escalated"))
+            shown = shown.assign(label=shown["label"].map(LABEL_WORDS).fillna("escalated"))
         st.dataframe(shown.iloc[::-1], hide_index=True, width="stretch", height=420, key="lab_table",
                      column_config={"decided_at": st.column_config.DatetimeColumn("Decided", format="YYYY-MM-DD HH:mm"),
                                     "as_of": st.column_config.DatetimeColumn("As of", format="YYYY-MM-DD HH:mm")})

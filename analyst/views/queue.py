@@ -7,6 +7,7 @@ import streamlit as st
 
 from analyst import charts
 from analyst.views import chart, common
+from analyst.vocab import WHY_LABELS
 
 STATUSES = ("open", "claimed", "escalated", "decided")
 SORTS = {"risk": "Risk (highest first)", "age": "Account age (newest first)", "opened": "Opened (latest first)"}
@@ -21,7 +22,7 @@ with st.container(border=True):
     c1, c2, c3, c4, c5 = st.columns([1.7, 1.1, 1.4, 1.2, 1.1])
     statuses = c1.multiselect("Status", STATUSES, default=["open", "claimed", "escalated"], key="q_status")
     risk_range = c2.slider("Risk", 0.0, 1.0, (0.0, 1.0), step=0.01, key="q_risk", format="%.2f")
-    event_types = c3.multiselect("Has event types", wb.store.event_types(), key="q_types",
+    event_types = c3.multiselect("Has event types", wb.event_types(), key="q_types",
                                  placeholder="any event type")
     dates = c4.date_input("Opened between", value=[], key="q_dates")
     sort = c5.selectbox("Sort", list(SORTS), format_func=SORTS.get, key="q_sort")
@@ -70,7 +71,7 @@ if queue is not None:
     else:
         shown = queue.assign(
             risk_pct=(queue["risk"] * 100).round(0),
-            why=queue["why"].map(lambda w: common.WHY_LABELS.get(w, w)),
+            why=queue["why"].map(lambda w: WHY_LABELS.get(w, w)),
             assignee=queue["assignee"].fillna("-"),
             link=[f"case?user={u}" for u in queue["user_id"]],
         )
@@ -103,7 +104,7 @@ if queue is not None:
             },
         )
         if (queue["why"] == "control").any():
-            st.caption(f"**{common.WHY_LABELS['control']}** cases are a random sample of users the model did not "
+            st.caption(f"**{WHY_LABELS['control']}** cases are a random sample of users the model did not "
                        "flag: deciding them honestly measures the fraud base rate and the frauds the queue misses, "
                        "free of selection bias.")
         rows = event.selection.rows if event is not None else []

@@ -1,6 +1,6 @@
 """Review page (`review`): my blind second reviews, agreement (Cohen's kappa), adjudication.
 
-Thin: everything comes from the Workbench (analyst/review.py holds the rules). While reviewing,
+Thin: everything comes from the Workbench (analyst/service/review.py holds the rules). While reviewing,
 nothing of the first decision is shown (no label, note, decision or history).
 """
 from __future__ import annotations
@@ -12,12 +12,13 @@ import pandas as pd
 import streamlit as st
 
 from analyst import charts
-from analyst.service import REASON_CODES, ConflictError
+from analyst.service import ConflictError
 from analyst.views import chart, common
+from analyst.vocab import REASON_CODES, REVIEW_DECISIONS
 
 BLIND_KEY = "review_blind_view"   # {"case_id", "model_version", "view"}: the blind case being reviewed
 FLASH_KEY = "review_flash"        # the last second review / adjudication, shown once after its rerun
-WORDS = {"fraud": "Fraud", "legit": "Legit"}
+WORDS = {decision: decision.capitalize() for decision in REVIEW_DECISIONS}  # fraud -> "Fraud"
 
 wb = common.workbench()
 me = common.analyst()

@@ -1,0 +1,218 @@
+"""Use cases shared by the CLI and the Streamlit pages: queue, case, decide, review, train, score.
+
+Plain Python over the store and the models; no streamlit here. The package, bottom to top:
+
+- `records.py`: what use cases return (CaseView, Decision, Job, ModelHandle, ConflictError);
+- `demo.py`, `labels.py`, `jobs.py`: small use cases with no model;
+- `versions.py`: model versions (load on the configured device, train + register + promote in
+  one transaction, promote, roll back, backtest metrics);
+- `explanations.py`: the window a model reads, explanations, what-if, neighbours;
+- `scoring.py`: score every user, open cases; `cases.py`: queue, claim, case view, decide;
+- `review.py`: blind second reviews, agreement, adjudication;
+- this file: `Workbench`, the thin facade one process holds (the app in `resources.py`). It owns
+  the `Store` (one DuckDB connection) and binds ONE model version per use case: a case view,
+  its explanation, what-if and neighbours all come from the version it started with.
+
+Nothing here imports a module above it; `tests/test_layers.py` keeps that true.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import pandas as pd
+
+from analyst.config import Settings
+from analyst.service import labels as label_cases
+from analyst.service.cases import Cases
+from analyst.service.explanations import Explanations
+from analyst.service.jobs import Jobs
+from analyst.service.records import CaseView, ConflictError, Decision, Job, ModelHandle, ProgressFn
+from analyst.service.review import Reviews
+from analyst.service.scoring import DEFAULT_ALERT_BUDGET, score_all
+from analyst.service.versions import BACKTEST_MIN, BACKTEST_SHARE, ModelRegistry
+from analyst.store import Store
+from analyst.vocab import ALERT_QUALITY, DECISIONS, OPEN_STATUSES, REASON_CODES
+
+if TYPE_CHECKING:
+    from analyst.sampling import QueueMix
+
+__all__ = [
+    "ALERT_QUALITY", "BACKTEST_MIN", "BACKTEST_SHARE", "DECISIONS", "DEFAULT_ALERT_BUDGET", "REASON_CODES",
+    "CaseView", "ConflictError", "Decision", "Job", "ModelHandle", "Workbench",
+]
+
+
+class Workbench:
+    """The application's use cases; thread-safe for the Streamlit server's session threads."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store if store is not None else Store(settings.db_path)
+        self.versions = ModelRegistry(settings, self.store)
+        self.explanations = Explanations(self.store)
+        self.cases = Cases(self.store, self.explanations)
+        self.reviews = Reviews(self.store, settings.second_review_share, self.case, self.current_version)
+        self.jobs = Jobs()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ models
+    def current_version(self) -> str | None:
+        return self.versions.current_version()
+
+    def model(self, version: str | None = None) -> ModelHandle:
+        """A loaded model version (default: current) to pass to the calls below."""
+        return self.versions.handle(version)
+
+    def scorer(self, version: str | None = None):
+        return self.versions.scorer(version)
+
+    def train(self, *, config=None, analyst: str | None = None, progress: bool = True,
+              promote_if_first: bool = True, on_progress: ProgressFn | None = None,
+              backtest_share: float = BACKTEST_SHARE) -> str:
+        """A new model version (see `ModelRegistry.train`)."""
+        return self.versions.train(config=config, analyst=analyst, progress=progress,
+                                   promote_if_first=promote_if_first, on_progress=on_progress,
+                                   backtest_share=backtest_share)
+
+    def promote(self, version: str, analyst: str) -> None:
+        self.versions.promote(version, analyst)
+
+    def rollback(self, analyst: str) -> str:
+        return self.versions.rollback(analyst)
+
+    def models(self) -> pd.DataFrame:
+        return self.store.models()
+
+    def model_metrics(self, version: str, ks: Sequence[int] = (10, 50, 100), *,
+                      compare_with: str | None = None) -> dict:
+        return self.versions.model_metrics(version, ks, compare_with=compare_with)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, *, version: str | None = None, budget: int | None = DEFAULT_ALERT_BUDGET,
+              top_pct: float | None = None, explain_cases: bool = True, progress: bool = False,
+              on_progress: ProgressFn | None = None, mix: QueueMix | None = None) -> dict:
+        """Score every user with a version and open cases (see `scoring.score_all`)."""
+        return score_all(self.store, self.explanations, self.model(version), budget=budget, top_pct=top_pct,
+                         explain_cases=explain_cases, progress=progress, on_progress=on_progress, mix=mix)
+
+    # ------------------------------------------------------------------ explanations
+    def explanation(self, user_id: str, *, version: str | None = None, fresh: bool = False, until=None,
+                    model: ModelHandle | None = None):
+        return self.explanations.explanation(model or self.model(version), user_id, fresh=fresh, until=until)
+
+    def model_window(self, user_id: str, until=None, *, model: ModelHandle | None = None,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return self.explanations.model_window(model or self.model(), user_id, until)
+
+    def what_if(self, user_id: str, remove: Sequence[int], *, model: ModelHandle | None = None) -> float:
+        return self.explanations.what_if(model or self.model(), user_id, remove)
+
+    def neighbours(self, user_id: str, k: int = 5, *, model: ModelHandle | None = None) -> pd.DataFrame:
+        return self.explanations.neighbours(model or self.model(), user_id, k)
+
+    # ------------------------------------------------------------------ queue and cases
+    def queue(self, *, statuses: Sequence[str] = OPEN_STATUSES, min_risk: float = 0.0, max_risk: float = 1.0,
+              event_types: Sequence[str] = (), since=None, until=None, sort: str = "risk") -> pd.DataFrame:
+        return self.cases.queue(statuses=statuses, min_risk=min_risk, max_risk=max_risk,
+                                event_types=event_types, since=since, until=until, sort=sort)
+
+    def event_types(self) -> list[str]:
+        """The event types present in the store (queue filters)."""
+        return self.store.event_types()
+
+    def claim(self, case_id: int, analyst: str) -> bool:
+        return self.cases.claim(case_id, analyst)
+
+    def next_case(self, analyst: str | None = None, after_case_id: int | None = None) -> int | None:
+        return self.cases.next_case(analyst, after_case_id)
+
+    def user_of_case(self, case_id: int | None) -> str | None:
+        return self.cases.user_of_case(case_id)
+
+    def case(self, user_id: str, *, fresh: bool = False, model: ModelHandle | None = None) -> CaseView:
+        """Everything the case page shows about one user, by one model version (default: the
+        current one, bound once for the whole view)."""
+        if model is None and self.current_version() is not None:
+            model = self.model()
+        return self.cases.case(model, user_id, fresh=fresh)
+
+    def has_ground_truth(self) -> bool:
+        return self.cases.has_ground_truth()
+
+    def decide(self, user_id: str, decision: str, *, analyst: str, reason_code: str, quality: str,
+               note: str, case_id: int | None = None, expected_version: int | None = None) -> Decision:
+        """Record an analyst's decision (see `Cases.decide`)."""
+        return self.cases.decide(user_id, decision, analyst=analyst, reason_code=reason_code, quality=quality,
+                                 note=note, case_id=case_id, expected_version=expected_version,
+                                 model_version=self.current_version())
+
+    # ------------------------------------------------------------------ second review
+    def second_reviews_due(self, analyst: str) -> pd.DataFrame:
+        """Blind second reviews `analyst` may do (nothing of the first decision)."""
+        return self.reviews.due(analyst)
+
+    def blind_for(self, analyst: str | None, case: dict | None) -> bool:
+        """Whether `analyst` has an open blind second review of `case`."""
+        return self.reviews.blind_for(analyst, case)
+
+    def blind_case(self, case_id: int, reviewer: str) -> CaseView:
+        """A decided case without its labels, audit and decision fields, for a blind second review."""
+        return self.reviews.blind_case(case_id, reviewer)
+
+    def second_review(self, case_id: int, decision: str, *, reviewer: str, reason_code: str, note: str):
+        """Record a blind second review (a `reviews` row, not a label) -> review.Review."""
+        return self.reviews.second_review(case_id, decision, reviewer=reviewer, reason_code=reason_code,
+                                          note=note)
+
+    def agreement(self, threshold: float = 0.5):
+        """Cohen's kappa per analyst pair and analyst vs the current model -> review.Agreement."""
+        return self.reviews.agreement(threshold)
+
+    def disagreements(self, *, include_adjudicated: bool = False) -> pd.DataFrame:
+        """Second reviews that disagree with the first decision and await adjudication."""
+        return self.reviews.disagreements(include_adjudicated=include_adjudicated)
+
+    def adjudicate(self, review_id: int, decision: str, *, adjudicator: str, reason_code: str, note: str):
+        """A third analyst's final label of a disagreement (a new label row) -> review.Adjudication."""
+        return self.reviews.adjudicate(review_id, decision, adjudicator=adjudicator, reason_code=reason_code,
+                                       note=note)
+
+    # ------------------------------------------------------------------ data in
+    def ingest_events(self, paths, *, fmt: str | None = None, mapping: dict[str, str] | None = None) -> list:
+        """Validate and load event files (analyst/ingest.py) -> one IngestReport per file."""
+        from analyst.ingest import ingest_events
+        return ingest_events(self.store, paths, fmt=fmt, mapping=mapping)
+
+    def ingest_labels(self, path, *, fmt: str | None = None):
+        """Validate and load a labels file (analyst/ingest.py) -> IngestReport."""
+        from analyst.ingest import ingest_labels
+        return ingest_labels(self.store, path, fmt=fmt)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (`users` = distinct users with events)."""
+        return self.store.counts()
+
+    # ------------------------------------------------------------------ labels
+    def label_history(self) -> pd.DataFrame:
+        return self.store.label_history()
+
+    def audit(self, user_id: str | None = None) -> pd.DataFrame:
+        return self.store.audit(user_id)
+
+    def export_labels(self, path: str | Path, fmt: str | None = None) -> Path:
+        """Write the full label history (every decision, latest last) as CSV or Parquet."""
+        return label_cases.export_labels(self.store, path, fmt)
+
+    # ------------------------------------------------------------------ background jobs
+    def start_retrain(self, analyst: str, *, config=None) -> Job:
+        """Retrain from the labels in a background thread; the new version stays a candidate."""
+        def work(report: ProgressFn) -> dict:
+            return {"version": self.train(config=config, analyst=analyst, progress=False,
+                                          promote_if_first=True, on_progress=report)}
+        return self.jobs.start("retrain", work, lambda result: f"trained {result['version']} (candidate)")
+
+    def job(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)

@@ -1,0 +1,74 @@
+"""Scoring: every user by one model version, the scores stored, cases opened by an alert budget
+or a mixed label queue (analyst/sampling.py), and the opened cases' explanations frozen.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from analyst.sampling import QueueMix, queue_draw
+from analyst.service.explanations import Explanations
+from analyst.service.records import ModelHandle, ProgressFn
+from analyst.store import Store
+
+DEFAULT_ALERT_BUDGET = 50
+
+
+def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
+              budget: int | None = DEFAULT_ALERT_BUDGET, top_pct: float | None = None,
+              explain_cases: bool = True, progress: bool = False,
+              on_progress: ProgressFn | None = None, mix: QueueMix | None = None) -> dict:
+    """Score every user with `model`, store the scores and open cases by an alert budget.
+
+    Cases go to the riskiest users without a label yet: the top `budget` users, or the top
+    `top_pct` percent when given. With `mix` (an `analyst.sampling.QueueMix`) the label queue
+    mixes high-risk, uncertain and random-control cases instead (`why` says which); its
+    `mix.budget` is the number of cases (`top_pct`, when given, replaces it; `budget` is then
+    unused), users with a label or an undecided case are never drawn, and the draw (sizes,
+    control weight, threshold) is kept in the audit trail as action "queue_draw".
+    Explanations of opened cases are computed now and stored with the model version (frozen
+    at alert time).
+    """
+    if top_pct is not None and not 0 < top_pct <= 100:
+        raise ValueError(f"top_pct={top_pct}: expected a percentage in (0, 100]")
+    if mix is not None and not isinstance(mix, QueueMix):
+        raise ValueError(f"mix={mix!r}: expected an analyst.sampling.QueueMix")
+    if on_progress:
+        on_progress(0.05, "loading events")
+    events = store.events()
+    if on_progress:
+        on_progress(0.15, f"scoring {events['user_id'].nunique():,} users")
+    scores = model.scorer.score_users(events, progress=progress)
+    store.add_scores(scores, model.version)
+    labelled = store.labelled_user_ids()
+    n_open = int(np.ceil(len(scores) * top_pct / 100)) if top_pct is not None else int(budget or 0)
+    if mix is None:
+        candidates = scores[~scores["user_id"].isin(labelled)].sort_values("score", ascending=False)
+        chosen = candidates.head(n_open).assign(why="high_risk")
+    else:
+        if top_pct is not None:
+            mix = replace(mix, budget=max(n_open, 1))
+        supervised = getattr(model.scorer, "mode_", "supervised") != "surprise"
+        chosen, record = queue_draw(scores, labelled | store.busy_user_ids(), mix, use_head=supervised)
+        store.add_audit("system", "queue_draw", new=model.version, detail=record)
+    reasons: dict[str, str] = {}
+    if explain_cases:
+        for i, user_id in enumerate(chosen["user_id"]):
+            if on_progress:
+                on_progress(0.5 + 0.5 * i / max(len(chosen), 1), f"explaining case {i + 1}/{len(chosen)}")
+            exp = explanations.explanation(model, str(user_id))
+            reasons[str(user_id)] = exp.reasons[0] if exp.reasons else ""
+    opened = store.open_cases(
+        pd.DataFrame({
+            "user_id": chosen["user_id"].astype(str),
+            "score": chosen["score"].astype(float),
+            "why": chosen["why"].astype(str),
+            "top_reason": [reasons.get(str(u), "") for u in chosen["user_id"]],
+        }),
+        model.version,
+    )
+    if on_progress:
+        on_progress(1.0, f"scored {len(scores):,} users, opened {opened} cases")
+    return {"version": model.version, "scored": int(len(scores)), "opened": int(opened)}
