@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from analyst.store.checks import check_scores
 from analyst.vocab import CASE_WHY
 
 WHY_VALUES: tuple[str, ...] = CASE_WHY
@@ -109,22 +110,13 @@ def daily_seed(day: date | None = None) -> int:
 
 
 def _check_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    if not isinstance(scores, pd.DataFrame):
-        raise ValueError(f"scores={type(scores).__name__}: expected a DataFrame with user_id and score")
-    missing = [c for c in ("user_id", "score") if c not in scores.columns]
-    if missing:
-        raise ValueError(f"scores lacks column(s) {missing}: expected user_id, score[, head_logit, surprise]")
-    frame = pd.DataFrame({"user_id": scores["user_id"].astype(str),
-                          "score": pd.to_numeric(scores["score"], errors="coerce").astype(float)})
+    """The store's score check (user_id, score in [0, 1], optional head_logit / surprise) plus one
+    row per user, which a draw over users needs."""
+    frame = check_scores(scores)
     if frame["user_id"].duplicated().any():
         dup = frame.loc[frame["user_id"].duplicated(), "user_id"].iloc[0]
         raise ValueError(f"scores.user_id: {dup!r} appears more than once; expected one row per user")
-    if not np.isfinite(frame["score"]).all():
-        raise ValueError("scores.score: expected finite numbers (found NaN / inf / non-numeric)")
-    for col in ("head_logit", "surprise"):
-        if col in scores.columns:
-            frame[col] = pd.to_numeric(scores[col], errors="coerce").astype(float).to_numpy()
-    return frame.reset_index(drop=True)
+    return frame[["user_id", "score", "head_logit", "surprise"]]
 
 
 def _usable(values: pd.Series | None) -> bool:

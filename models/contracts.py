@@ -7,7 +7,7 @@ fields is derived from `EVENT_FIELDS`: the store's DDL and its migration, the in
 the tokenizer's first-time flags, the case page's events table, chart hovers and demo masks.
 
 Adding an event field is one `Field(...)` row here (at the end: the store adds the column to an
-existing file on open, see `analyst/storage/schema.py`) plus, if the model should read it, its
+existing file on open, see `analyst/store/schema.py`) plus, if the model should read it, its
 treatment in `models/tokenizer.py`.
 
 Roles (what a field is, which decides who reads it):
@@ -68,8 +68,8 @@ class Field:
 
 EVENT_FIELDS: tuple[Field, ...] = (
     # Order is the order of every events frame. Categorical fields and novelty flags keep the
-    # tokenizer's id order (saved models stay loadable, trained ones unchanged): append new
-    # fields at the end.
+    # tokenizer's id order (saved models stay loadable, trained ones unchanged): add new fields
+    # after the last one before `attrs` (tests/test_new_field.py adds one that way).
     Field("user_id", "string", "key", "user", required=True, in_case=False),
     Field("ts", "timestamp", "time", "time", required=True),
     Field("event_type", "string", "categorical", "event", required=True),
@@ -100,6 +100,10 @@ ENTITY_COLUMNS: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS if f.role =
 MASKED_COLUMNS: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS if f.masked)
 HOVER_COLUMNS: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS if f.hover)
 CASE_COLUMNS: tuple[str, ...] = tuple(f.name for f in EVENT_FIELDS if f.in_case)
+# `status` values that are not a failure (lower-cased; anything else, e.g. failed / declined /
+# rejected, counts as one in reasons and velocity signals)
+OK_STATUSES: frozenset[str] = frozenset({"", "ok", "success", "succeeded", "successful", "approved",
+                                         "completed", "none"})
 # tokenizer flag name -> the column it watches, in field-table order
 NOVELTY_COLUMNS: dict[str, str] = {f.novelty: f.name for f in EVENT_FIELDS if f.novelty}
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.contracts import OK_STATUSES
+
 # Columns of the event schema this module reads (restated: models/ never imports analyst).
 _NOVELTY: tuple[tuple[str, str], ...] = (
     ("device_id", "device"),
@@ -33,7 +35,7 @@ _NOVELTY: tuple[tuple[str, str], ...] = (
     ("address_id", "address"),
     ("payment_method", "payment method"),
 )
-_OK_STATUS = frozenset({"", "ok", "success", "succeeded", "successful", "approved", "completed", "none"})
+_OK_STATUS = OK_STATUSES
 # Plural forms of the synthetic / Taobao event types whose plural is not "+s".
 _PLURAL = {
     "search": "searches", "pv": "page views", "fav": "favourites", "buy": "purchases",

@@ -170,7 +170,7 @@ def check_scores(scores: pd.DataFrame) -> pd.DataFrame:
     score = pd.to_numeric(scores["score"], errors="coerce").astype("float64")
     bad = scores["score"][~score.between(0.0, 1.0)]
     if len(bad):
-        raise ValueError(f"score values {list(bad[:5])}: expected numbers in [0, 1] (higher = riskier)")
+        raise ValueError(f"scores.score values {list(bad[:5])}: expected numbers in [0, 1] (higher = riskier)")
     out = pd.DataFrame({"user_id": scores["user_id"].astype("str"), "score": score})
     for c in ("head_logit", "surprise", "n_events"):
         out[c] = pd.to_numeric(scores[c]) if c in scores.columns else np.nan

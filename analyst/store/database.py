@@ -40,6 +40,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analyst.store import signals
+from analyst.store.signals import SignalConfig
 from analyst.store.checks import (
     check_events, check_labels, check_rejects, check_scores, from_json, positive_int, to_json,
     to_utc, utcnow,
@@ -311,6 +313,19 @@ class Store:
                 return _frame(cur, sql, params)
             finally:
                 cur.rollback()
+
+    def refresh_signals(self, config: SignalConfig | None = None) -> int:
+        """Compute the velocity and entity signals of events that arrived (or that labels which
+        arrived can change) since the last refresh, in one transaction; returns events computed.
+        A different `config` than last time recomputes every event."""
+        with self._tx() as cur:
+            return signals.refresh(cur, config or SignalConfig())
+
+    def event_signals(self, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Stored signals: event_id, user_id, ts and `signals.signal_columns(config)`, sorted by
+        (user_id, ts, event_id); empty before the first `refresh_signals`."""
+        with self._con.cursor() as cur:
+            return signals.read(cur, user_ids)
 
     def users(self, *, limit: int | None = None, offset: int = 0,
               search: str | None = None) -> pd.DataFrame:
