@@ -41,7 +41,8 @@ def random_world(seed: int, n_events: int = 400, n_users: int = 25):
         "label": rng.integers(0, 2, len(labelled)),
         "as_of": start + pd.to_timedelta(rng.integers(0, 10 * 24, len(labelled)), unit="h"),
     })
-    # two users change their label later (as_of later), one label without as_of (decided_at)
+    # two users change their label later (as_of later), one label without as_of (decided_at),
+    # one decided before its as_of + delay
     changes = pd.DataFrame({"user_id": labelled[:2], "label": 1 - labels["label"].to_numpy()[:2],
                             "as_of": labels["as_of"].to_numpy()[:2] + np.timedelta64(3, "D")})
     decided = pd.DataFrame({"user_id": [labelled[2]], "label": [1], "as_of": [pd.NaT],
@@ -51,7 +52,8 @@ def random_world(seed: int, n_events: int = 400, n_users: int = 25):
 
 def _known_at(labels: pd.DataFrame) -> pd.Series:
     decided = labels["decided_at"] if "decided_at" in labels.columns else pd.Series(pd.NaT, index=labels.index)
-    return pd.to_datetime(labels["as_of"]).add(DELAY).where(labels["as_of"].notna(), pd.to_datetime(decided))
+    by_delay = pd.to_datetime(labels["as_of"]).add(DELAY)
+    return pd.concat([by_delay, pd.to_datetime(decided)], axis=1).min(axis=1)
 
 
 def reference(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

@@ -86,7 +86,7 @@ def test_events_follow_the_schema(data):
 
 def test_labels_one_row_per_user_with_truth(data, planted):
     events, labels = data
-    assert list(labels.columns) == ["user_id", "label", "as_of", "source", "pattern"]
+    assert list(labels.columns) == ["user_id", "label", "as_of", "source", "pattern", "decided_at"]
     assert labels["user_id"].is_unique and len(labels) == 4000
     assert set(labels["user_id"]) == set(events["user_id"])
     assert set(labels["label"]) == {0, 1} and labels["label"].dtype == np.int64
@@ -98,6 +98,11 @@ def test_labels_one_row_per_user_with_truth(data, planted):
     truth = labels.set_index("user_id")["pattern"]
     assert (truth.reindex(planted["user_id"]).to_numpy() == planted["pattern"].to_numpy()).all()
     assert set(planted["user_id"]) == set(labels.loc[labels["label"] == 1, "user_id"])
+    # a positive's label is known (decided_at) 7 days after its first planted event; normals: none
+    first = planted.groupby("user_id")["ts"].min()
+    decided = labels.set_index("user_id")["decided_at"]
+    assert (decided.reindex(first.index) == first + pd.Timedelta(days=7)).all()
+    assert decided[labels.set_index("user_id")["label"] == 0].isna().all()
 
 
 def test_fraud_lies_in_the_window_after_normal_history(data, planted):

@@ -17,11 +17,13 @@ Entity signal, for each entity column c of `SignalConfig.entity_columns` (prefix
   p_fraud_users, p_fraud_share  of the other users on it whose label was known before t: how
                               many are fraud, and that share (null while none is known)
 
-When a label is known (decided here, 2026-12-02): `as_of + label_delay` for a label that says
-when the fraud happened (imported and synthetic labels: the handbook's feedback delay, default
-7 days), else `decided_at` (an analyst's decision is known when it is made). A label that changes
-a user's label later changes the counts only from its own known time on. A user's own label never
-counts in its own entity signal (that would be its target).
+When a label is known (decided here, 2026-12-02): `label_delay` (default 7 days, the
+handbook's feedback delay) after the time it is about (`as_of`), or when it was decided
+(`decided_at`: an analyst's decision, a chargeback), whichever comes first; a label with neither
+is never known here. Synthetic fraud labels carry `decided_at` = the fraud's first event + 7
+days (when a chargeback or report would arrive). A later label of the same user changes the
+counts only from its own known time on. A user's own label never counts in its own entity
+signal (that would be its target).
 
 Windows include events at the same timestamp as t (they are peers in time). Everything is one
 SELECT over an events table and a labels table, so the store runs it on its file and `frame_signals`
@@ -178,8 +180,8 @@ def signals_sql(config: SignalConfig, events: str, labels: str) -> str:
         "prev AS (SELECT t.event_id, epoch(t.ts) - epoch(p.ts) AS since FROM target t "
         "ASOF JOIN ev p ON t.user_id = p.user_id AND t.event_type = p.event_type AND t.ts > p.ts)",
         # labels as changes at the time they became known
-        "lab_t AS (SELECT user_id, CAST(label AS DOUBLE) AS label, label_id, CASE WHEN as_of IS NOT NULL "
-        "THEN as_of + to_seconds(CAST($3 AS DOUBLE)) ELSE decided_at END AS known_at FROM " + labels + ")",
+        "lab_t AS (SELECT user_id, CAST(label AS DOUBLE) AS label, label_id, "
+        "least(as_of + to_seconds(CAST($3 AS DOUBLE)), decided_at) AS known_at FROM " + labels + ")",
         "lab_d AS (SELECT user_id, known_at, label - coalesce(lag(label) OVER w, 0) AS d_fraud, "
         "CASE WHEN lag(label) OVER w IS NULL THEN 1 ELSE 0 END AS d_known FROM lab_t "
         "WHERE known_at IS NOT NULL WINDOW w AS (PARTITION BY user_id ORDER BY known_at, label_id))",
@@ -272,7 +274,8 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: SignalConfig) -> int:
     """Bring `sleuth.event_signals` up to date inside the caller's transaction; returns how many
     events were (re)computed. Events that arrived since the last refresh, and labels that did,
     mark the earliest time that can change (an event's ts; a label's as_of, else decided_at);
-    every event from there on is recomputed, nothing before it is touched."""
+    every event from there on is recomputed, nothing before it is touched (a label is never
+    known before either of its times)."""
     max_event = cur.execute("SELECT coalesce(max(event_id), 0) FROM sleuth.events").fetchall()[0][0]
     max_label = cur.execute("SELECT coalesce(max(label_id), 0) FROM sleuth.labels").fetchall()[0][0]
     wanted = json.dumps(config.as_dict(), sort_keys=True)
@@ -285,7 +288,7 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: SignalConfig) -> int:
         seen_label = int(_meta(cur, _META_LABEL) or 0)
         since = cur.execute(
             "SELECT least((SELECT min(ts) FROM sleuth.events WHERE event_id > ?), "
-            "(SELECT min(coalesce(as_of, decided_at)) FROM sleuth.labels WHERE label_id > ?))",
+            "(SELECT min(least(as_of, decided_at)) FROM sleuth.labels WHERE label_id > ?))",
             [seen_event, seen_label]).fetchall()[0][0]
     if full or since is not None:
         frame = compute(cur, config, "sleuth.events", "sleuth.labels", since=since)

@@ -95,6 +95,9 @@ def _pm_text(code: int) -> str:
     return f"card_{code - _CARD:04d}" if code >= _CARD else PAYMENT_METHODS[code]
 
 
+CHARGEBACK_DELAY = np.timedelta64(7, "D")   # first planted event -> the label is known
+
+
 # -------------------------------------------------------------------------------- the frames
 def _event_arrays(cols: dict[str, np.ndarray], start: pd.Timestamp) -> dict[str, pa.Array]:
     """Every event column the generator makes, by contract name (str columns, ts in us)."""
@@ -131,18 +134,26 @@ def _events_frame(cols: dict[str, np.ndarray], start: pd.Timestamp) -> pd.DataFr
     return table.to_pandas()
 
 
-def _labels_frame(pattern: np.ndarray, user: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-    """One label row per user from its pattern code (-1: normal) and the sorted events' user/ts."""
+def _labels_frame(pattern: np.ndarray, user: np.ndarray, ts: np.ndarray,
+                  planted: np.ndarray) -> pd.DataFrame:
+    """One label row per user from its pattern code (-1: normal) and the sorted events' user / ts /
+    planted code. A positive's `decided_at` is its first planted event + CHARGEBACK_DELAY (when
+    a chargeback or report would arrive; signals treat the label as known from then); normal
+    users have none (their label is known `label_delay` after `as_of`)."""
     n = len(pattern)
     last = np.flatnonzero(np.append(user[1:] != user[:-1], True))
     if len(last) != n:  # every generator leaves each user at least one event
         raise RuntimeError(f"{n - len(last)} users ended with no events")
+    first_planted = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
+    marked = np.flatnonzero(planted >= 0)[::-1]           # reversed: the earliest write wins
+    first_planted[user[marked]] = ts[marked]
     return pd.DataFrame({
         "user_id": pd.array([f"u{i:06d}" for i in range(1, n + 1)], dtype="str"),
         "label": (pattern >= 0).astype(np.int64),
         "as_of": ts[last],
         "source": "synthetic",
         "pattern": pd.array([PATTERN_NAMES[c] if c >= 0 else None for c in pattern], dtype="str"),
+        "decided_at": first_planted + CHARGEBACK_DELAY,
     })
 
 
@@ -152,7 +163,7 @@ def frames(world: _World, pattern: np.ndarray,
     `pattern` is each user's pattern code (-1: normal user)."""
     cols = _final_columns(world)
     events = _events_frame(cols, start)
-    return events, _labels_frame(pattern, cols["user"], events["ts"].to_numpy())
+    return events, _labels_frame(pattern, cols["user"], events["ts"].to_numpy(), cols["planted"])
 
 
 # ----------------------------------------------------------------------------------- writing

@@ -386,6 +386,66 @@ def _search_manipulation(w: _World, users: np.ndarray, t0: np.ndarray, code: int
     w.log.add(user=ub[q[c]], ts=qts[c] + _uniform(rng, 1.5, 6, len(c)), etype=_E["view"],
               item=target[uq[c]], cat=tcat[uq[c]], planted=code, **_take(ctx, q[c]))
 
+def _fraud_ring(w: _World, users: np.ndarray, t0: np.ndarray, code: int,
+                pool: None = None) -> None:
+    """Established accounts working together; each member alone looks mild."""
+    rng, k = w.rng, len(users)
+    sizes = rng.integers(3, 9, k)
+    n_rings = int(np.searchsorted(np.cumsum(sizes), k)) + 1
+    ring = np.repeat(np.arange(n_rings), sizes[:n_rings])[:k]
+    r_dev = w.ids.new("device", n_rings)
+    r_dev2 = np.where(rng.random(n_rings) < 0.5, w.ids.new("device", n_rings), r_dev)
+    r_addr = w.ids.new("address", n_rings)
+    r_card = _new_cards(rng, n_rings)
+    r_card2 = np.where(rng.random(n_rings) < 0.5, _new_cards(rng, n_rings), r_card)
+    # members start within a few days of each other, from the ring's first member's start
+    r_start = np.full(n_rings, np.inf)
+    np.minimum.at(r_start, ring, t0)
+    start = np.minimum(r_start[ring] + _uniform(rng, 0, 4, k) * _DAY, w.window - 3600)
+    second = rng.random(k) < 0.5
+    ctx = _context(w, users, np.zeros(k, bool), rng.random(k) < 0.15)
+    ctx["device"] = np.where(second, r_dev2[ring], r_dev[ring])
+    _login(w, users, start, ctx, code)
+    moved = np.flatnonzero(rng.random(k) < 0.4)   # some point their account at the drop address
+    w.log.add(user=users[moved], ts=start[moved] + _uniform(rng, 20, 300, len(moved)),
+              etype=_E["address_change"], address=r_addr[ring[moved]], status=_S["ok"], planted=code,
+              **_take(ctx, moved))
+    wanted = np.concatenate([_HIGH_VALUE, _DIGITAL])
+    n_view = rng.integers(0, 4, k)
+    v = np.repeat(np.arange(k), n_view)
+    cat = _pick(rng, wanted, len(v)).astype(np.int16)
+    vts = start[v] + 60 + _ragged_cumsum(_lognormal(rng, 30, 0.7, len(v), 3, 300), n_view)
+    w.log.add(user=users[v], ts=vts, etype=_E["view"], item=_items(rng, cat), cat=cat, planted=code,
+              **_take(ctx, v))
+    n_buy = 1 + (rng.random(k) < 0.4).astype(np.int64)
+    b = np.repeat(np.arange(k), n_buy)
+    bts = start[b] + 400 + _ragged_cumsum(_lognormal(rng, 300, 0.8, len(b), 30, 3600), n_buy)
+    item = _items(rng, _pick(rng, wanted, len(b)).astype(np.int16))
+    ring_card = np.where(second[b], r_card2[ring[b]], r_card[ring[b]])
+    pm = np.where(rng.random(len(b)) < 0.6, ring_card, w.pm[users[b]])
+    address = np.where(rng.random(len(b)) < 0.7, r_addr[ring[b]], w.address[users[b]])
+    status = np.where(rng.random(len(b)) < 0.1, _S["declined"], _S["ok"])
+    _purchase(w.log, rng, users[b], bts, _take(ctx, b), item, _price(item), pm, status, code, address)
+
+
+def _compromised_item(w: _World, users: np.ndarray, t0: np.ndarray, code: int,
+                      pool: np.ndarray) -> None:
+    """Ordinary-looking purchases of one of a few cash-out listings; the item is the signal."""
+    rng, k = w.rng, len(users)
+    ctx = _context(w, users, rng.random(k) < 0.2, np.zeros(k, bool))
+    item = pool[rng.integers(0, len(pool), k)]
+    cat = (item // _ITEM_BASE - 1).astype(np.int16)
+    _login(w, users, t0, ctx, code)
+    v = np.flatnonzero(rng.random(k) < 0.7)
+    w.log.add(user=users[v], ts=t0[v] + _uniform(rng, 30, 300, len(v)), etype=_E["view"], item=item[v],
+              cat=cat[v], planted=code, **_take(ctx, v))
+    n_buy = 1 + rng.binomial(2, 0.3, k)
+    b = np.repeat(np.arange(k), n_buy)
+    bts = t0[b] + 400 + _ragged_cumsum(_lognormal(rng, 600, 1.0, len(b), 30, 2 * _DAY), n_buy)
+    pm = np.where(rng.random(len(b)) < 0.4, _new_cards(rng, len(b)), w.pm[users[b]])
+    _purchase(w.log, rng, users[b], bts, _take(ctx, b), item[b], _price(item[b]), pm, _S["ok"], code,
+              w.address[users[b]])
+
 
 # ------------------------------------------------------------------------------ the registry
 REGISTRY: dict[str, Pattern] = {  # order = planted codes: append new patterns at the end
@@ -438,6 +498,21 @@ REGISTRY: dict[str, Pattern] = {  # order = planted codes: append new patterns a
         "usually followed by a click on one target item, to push that item up the search ranking "
         "or trending queries; 1-3 bursts, no purchases."
     ), TargetPool(np.arange(40), 30)),
+    "fraud_ring": Pattern(_fraud_ring, (
+        "Rings of 3-8 established accounts (normal history before and after) that work together: "
+        "within a few days of each other each logs in once from one of the ring's 1-2 devices, "
+        "sometimes points its address at the ring's drop address, glances at a few high-value or "
+        "gift-card items and buys 1-2 of them, shipped to the drop address (70%) and paid with one "
+        "of the ring's 1-2 cards (60%). Each member alone looks mild (one new device, one "
+        "purchase); the shared device, address and card are the signal."
+    )),
+    "compromised_item": Pattern(_compromised_item, (
+        "A hijacked or colluding seller's listing used to cash out stolen payment methods (the "
+        "handbook's compromised terminal, for a shop): the pattern's users buy one of 2 obscure "
+        "digital-goods / electronics items 1-3 times, after a login (20% from a new device) and "
+        "mostly a view, paid with their usual method or a new card (40%). Every purchase looks "
+        "ordinary; what gives it away is that the item's other buyers are fraud."
+    ), TargetPool(np.concatenate([_DIGITAL, _HIGH_VALUE]), 2)),
 }
 PATTERNS: dict[str, str] = {name: p.description for name, p in REGISTRY.items()}
 PATTERN_NAMES: tuple[str, ...] = tuple(REGISTRY)  # index = planted code
