@@ -270,6 +270,11 @@ def _set_meta(cur: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     cur.execute("INSERT INTO sleuth.meta VALUES (?, ?)", [key, value])
 
 
+def _has_table(cur: duckdb.DuckDBPyConnection) -> bool:
+    return bool(cur.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = 'sleuth' "
+                            "AND table_name = 'event_signals'").fetchall())
+
+
 def refresh(cur: duckdb.DuckDBPyConnection, config: SignalConfig) -> int:
     """Bring `sleuth.event_signals` up to date inside the caller's transaction; returns how many
     events were (re)computed. Events that arrived since the last refresh, and labels that did,
@@ -279,8 +284,7 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: SignalConfig) -> int:
     max_event = cur.execute("SELECT coalesce(max(event_id), 0) FROM sleuth.events").fetchall()[0][0]
     max_label = cur.execute("SELECT coalesce(max(label_id), 0) FROM sleuth.labels").fetchall()[0][0]
     wanted = json.dumps(config.as_dict(), sort_keys=True)
-    exists = cur.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = 'sleuth' "
-                         "AND table_name = 'event_signals'").fetchall()
+    exists = _has_table(cur)
     full = not exists or _meta(cur, _META_CONFIG) != wanted
     since = None
     if not full:
@@ -311,8 +315,7 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: SignalConfig) -> int:
 def read(cur: duckdb.DuckDBPyConnection, user_ids: Any = None) -> pd.DataFrame:
     """Stored signals (event_id, user_id, ts, signals), in (user_id, ts, event_id) order; an empty
     frame before the first refresh."""
-    exists = cur.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = 'sleuth' "
-                         "AND table_name = 'event_signals'").fetchall()
+    exists = _has_table(cur)
     if not exists:
         return pd.DataFrame(columns=["event_id", "user_id", "ts"])
     sql = "SELECT * FROM sleuth.event_signals"
