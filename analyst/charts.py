@@ -210,6 +210,11 @@ def attention_figure(
     return _with_room(fig)
 
 
+# The encoder's signal groups (models/tokenizer.py) in words; other fields keep their names.
+_SIGNAL_GROUP_LABELS = {"velocity": "velocity (this user's recent counts)",
+                        "entity": "shared device / card / address"}
+
+
 def field_attribution_figure(field_attribution: Mapping[str, np.ndarray | Sequence[float]]) -> go.Figure:
     """Horizontal bars: total signed attribution per event field (summed over events)."""
     if not field_attribution:
@@ -217,7 +222,7 @@ def field_attribution_figure(field_attribution: Mapping[str, np.ndarray | Sequen
     totals = pd.Series({k: float(np.sum(np.asarray(v, dtype=float))) for k, v in field_attribution.items()})
     totals = totals.reindex(totals.abs().sort_values().index)
     fig = go.Figure(go.Bar(
-        x=totals.to_numpy(), y=list(totals.index), orientation="h",
+        x=totals.to_numpy(), y=[_SIGNAL_GROUP_LABELS.get(k, k) for k in totals.index], orientation="h",
         marker_color=["#b2182b" if v > 0 else "#2166ac" for v in totals],
         hovertemplate="%{y}: %{x:+.3f}<extra></extra>",
     ))

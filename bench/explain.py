@@ -40,6 +40,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from analyst.synthetic import SyntheticConfig, generate  # noqa: E402
+from models.signals import with_signals  # noqa: E402
 from models.explain import _private_scorer, explain, masked_risk, what_if  # noqa: E402
 from models.scorer import Scorer, ScorerConfig  # noqa: E402
 
@@ -52,7 +53,7 @@ def trained_scorer(args: argparse.Namespace, events: pd.DataFrame, labels: pd.Da
     if args.model:
         return Scorer.from_pretrained(args.model)
     config = ScorerConfig(**TINY) if args.tiny else ScorerConfig()
-    key = hashlib.sha1(json.dumps([args.users, args.seed, repr(config)]).encode()).hexdigest()[:10]
+    key = hashlib.sha1(json.dumps([args.users, args.seed, repr(config), "signals"]).encode()).hexdigest()[:10]
     path = CACHE / f"explain-model-{key}"
     if (path / "scorer.json").is_file():
         return Scorer.from_pretrained(path)
@@ -76,6 +77,7 @@ def long_timelines(events: pd.DataFrame, labels: pd.DataFrame, n: int, seq_len: 
 def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     events, labels = generate(SyntheticConfig(n_users=args.users, seed=args.seed))
+    events = with_signals(events, labels)   # the velocity / entity signal columns the model reads
     scorer = trained_scorer(args, events, labels)
     tls = long_timelines(events, labels, args.timelines, args.seq_len)
     if not tls:

@@ -57,6 +57,7 @@ from models.evaluation import (  # noqa: E402
     METHODS, EvaluateConfig, evaluate, run_protocol, split_labels,
 )
 from models.metrics import card_precision_at_k  # noqa: E402
+from models.signals import SignalConfig  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 HANDBOOK_DIR = SHARED / "data" / "fraud_handbook_simulated"
@@ -111,14 +112,16 @@ def few_label_sample(train: pd.DataFrame, n: int, min_pos: int, seed: int) -> pd
 
 
 def run_synthetic(parts: set[str], n_users: int, seed: int, factory: Callable[[], Any],
-                  scorer_config: Any, few_labels: int = FEW_LABELS) -> dict[str, Any]:
+                  scorer_config: Any, few_labels: int = FEW_LABELS, data_seed: int = SYNTHETIC_SEED,
+                  signals: SignalConfig | None = SignalConfig()) -> dict[str, Any]:
     from analyst.synthetic import SyntheticConfig, generate
 
     t0 = time.perf_counter()
-    events, labels = generate(SyntheticConfig(n_users=n_users, seed=SYNTHETIC_SEED))
+    events, labels = generate(SyntheticConfig(n_users=n_users, seed=data_seed))
     log(f"generated {n_users:,} users, {len(events):,} events, {int(labels.label.sum())} fraud "
         f"users in {time.perf_counter() - t0:.0f}s")
-    config = EvaluateConfig(split="time", test_frac=0.3, seed=seed, scorer_config=scorer_config)
+    config = EvaluateConfig(split="time", test_frac=0.3, seed=seed, scorer_config=scorer_config,
+                            signals=signals)
     out: dict[str, Any] = {}
     if "synthetic" in parts:
         log("synthetic: full labels")
@@ -170,7 +173,7 @@ def handbook_metrics(scores: pd.DataFrame, method: str) -> dict[str, float]:
 
 
 def run_handbook(n_folds: int, history_days: int, seed: int, factory: Callable[[], Any],
-                 scorer_config: Any) -> dict[str, Any]:
+                 scorer_config: Any, signals: SignalConfig | None = SignalConfig()) -> dict[str, Any]:
     from models.handbook import DELTA_DAYS, PUBLISHED, handbook_folds, handbook_split, load_handbook
 
     if not HANDBOOK_DIR.is_dir():
@@ -182,7 +185,9 @@ def run_handbook(n_folds: int, history_days: int, seed: int, factory: Callable[[
     events, labels = load_handbook(HANDBOOK_DIR, start=first, end=end)
     log(f"handbook: {len(events):,} transactions {first.date()}..{end.date()} "
         f"in {time.perf_counter() - t0:.0f}s")
-    config = EvaluateConfig(seed=seed, scorer_config=scorer_config)
+    # the terminal is the event's category here: it is the entity whose fraud share matters
+    config = EvaluateConfig(seed=seed, scorer_config=scorer_config,
+                            signals=None if signals is None else SignalConfig(entity_columns=("category",)))
     per_fold = []
     for start in starts:
         t0 = time.perf_counter()
@@ -239,6 +244,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="ScorerConfig fields for the handbook part (over --scorer-json)")
     ap.add_argument("--model", choices=("scorer", "gradient_boosting"), default="scorer")
     ap.add_argument("--out", default=None, help="also write the JSON to this file")
+    ap.add_argument("--data-seed", type=int, default=SYNTHETIC_SEED, help="seed of the generated data")
+    ap.add_argument("--no-signals", action="store_true",
+                    help="leave the velocity / entity signal columns out (the timeline alone)")
     args = ap.parse_args(argv)
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     unknown = parts - set(PARTS)
@@ -248,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     folds = args.handbook_folds or 1
     history = args.history_days or (14 if args.quick else 35)
     scorer_kwargs = json.loads(args.scorer_json)
+    signals = None if args.no_signals else SignalConfig()
     handbook_kwargs = {**scorer_kwargs, **json.loads(args.handbook_scorer_json)}
     factory = model_factory(args.model, scorer_kwargs, args.seed)
     handbook_factory = model_factory(args.model, handbook_kwargs, args.seed)
@@ -262,14 +271,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     if parts & {"synthetic", "few_labels", "zero_labels"}:
-        out.update(run_synthetic(parts, n_users, args.seed, factory, scorer_config, args.few_labels))
+        out.update(run_synthetic(parts, n_users, args.seed, factory, scorer_config, args.few_labels,
+                                 args.data_seed, signals))
         seconds["synthetic_parts"] = round(time.perf_counter() - t0, 1)
     if "handbook" in parts:
         t1 = time.perf_counter()
-        out["handbook"] = run_handbook(folds, history, args.seed, handbook_factory, handbook_config)
+        out["handbook"] = run_handbook(folds, history, args.seed, handbook_factory, handbook_config, signals)
         seconds["handbook"] = round(time.perf_counter() - t1, 1)
     seconds["total"] = round(time.perf_counter() - t0, 1)
-    out["meta"] = {"quick": args.quick, "n_users": n_users, "model": args.model,
+    out["meta"] = {"quick": args.quick, "n_users": n_users, "data_seed": args.data_seed,
+                   "signals": None if signals is None else signals.as_dict(), "model": args.model,
                    "scorer_config": repr(scorer_config),
                    "handbook_scorer_config": repr(handbook_config), "seconds": seconds}
     line = json.dumps(out, default=float)

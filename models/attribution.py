@@ -195,12 +195,17 @@ class AttributedFunction:
 
         A content field's baseline embedding is its expected embedding under the training
         frequencies of its values (the model's priors; amount value 0 = the mean log amount; no
-        query, as for most events); pads stay zero. Zero embeddings (PAD ids) instead are inputs
+        query, as for most events; a signal group at its training mean); pads stay zero. Zero embeddings (PAD ids) instead are inputs
         the risk head never saw, and on them it can score higher than on the real events.
         """
         mask = self.real[..., None].float()                                          # (1, T, 1)
         embeds = []
         for name, module, e in zip(self.content, self.modules, x[:-1]):
+            signal_mean = getattr(self.model, f"signal_mean_{name}", None)
+            if signal_mean is not None:              # signal group: the projection of its mean
+                mean = module(signal_mean.float().to(e.dtype))                        # (D,)
+                embeds.append((mean.view(1, 1, -1) * mask).expand_as(e).contiguous())
+                continue
             prior = getattr(self.model, f"prior_logp_{name}", None)
             if prior is None:                        # no prior (query; weekday with mask_time): zero
                 embeds.append(torch.zeros_like(e))

@@ -16,6 +16,10 @@ event never attends to a later pad); left padding works with `attention_mask` (p
 counted from the first real event). Attention runs through SDPA unless `output_attentions=True`,
 which switches to the eager path that returns the weights (for attention rollout).
 
+Signal groups (`signal_widths`, optional): per-event float vectors (velocity and entity signals,
+models/tokenizer.py) projected by a linear map, like the amount's value, and summed in; their
+training mean is kept as a buffer (`signal_mean_<group>`), the attribution baseline's average event.
+
 For explanations, each field's embedding is a named submodule, `model.embed.fields[name]`, whose
 output (B, T, D) can be hooked (models/attribution.py swaps them for IG's path).
 """
@@ -49,6 +53,7 @@ class EventEncoderConfig(PreTrainedConfig):
     head_fields: list | None = None
     query_buckets: int = 1024
     query_slots: int = 8
+    signal_widths: dict | None = None   # signal group -> input width (models/tokenizer.py)
     d_model: int = 128
     n_layers: int = 2
     n_heads: int = 4
@@ -120,6 +125,8 @@ class EventEmbedding(nn.Module):
         for name, size in config.field_vocab_sizes.items():
             fields[name] = AmountEmbedding(size, d) if name == "amount" else nn.Embedding(size, d, padding_idx=0)
         fields["query"] = QueryEmbedding(config.query_buckets, d)
+        for group, width in (config.signal_widths or {}).items():
+            fields[group] = nn.Linear(int(width), d, bias=False)   # (B, T, W) -> (B, T, D)
         self.fields = nn.ModuleDict(fields)
         self.position = nn.Embedding(config.max_events, d)
         self.drop = nn.Dropout(config.dropout)
@@ -221,6 +228,8 @@ class EventEncoder(PreTrainedModel):
         self.risk_head = nn.Linear(config.d_model * (2 if self.risk_pool is not None else 1), 1)
         for f, size in zip(self.head_fields, self.head_sizes):
             self.register_buffer(f"prior_logp_{f}", torch.full((size,), -math.log(size)))
+        for group, width in (config.signal_widths or {}).items():
+            self.register_buffer(f"signal_mean_{group}", torch.zeros(int(width)))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -243,7 +252,8 @@ class EventEncoder(PreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
     ) -> EventEncoderOutput:
-        """inputs: field -> (B, T) ids, "amount_value" (B, T) float, "query" (B, T, K) ids.
+        """inputs: field -> (B, T) ids, "amount_value" (B, T) float, "query" (B, T, K) ids, and
+        each signal group -> (B, T, W) float.
 
         attention_mask: optional (B, T), 1 for real events; only needed with left padding.
         """

@@ -33,6 +33,11 @@ Leakage rules.
   user's events with ts <= as_of.
 - The IsolationForest needs no labels: it learns from the train label points plus every other
   user of the fitting events as of that user's last fitting event.
+- Signals (models/signals.py: per-event velocity and entity signals, `config.signals`) are
+  computed here, after the split, from the events and the *train* labels only, each label counted
+  from when it was known (as_of + delay, or decided_at); signal columns the frame already carries
+  are dropped first (they may hold test labels). `signals=None` leaves them out entirely. The
+  baselines read their own per-user aggregates and ignore these columns.
 - A supervised baseline needs both classes in the train part; otherwise it is "not fittable"
   and reports null metrics. The model is always fitted: with one class (or none) it ranks by
   surprise (the scorer's job).
@@ -57,6 +62,7 @@ from models.baselines import GradientBoostingBaseline, IsolationForestBaseline, 
 from models.metrics import (
     classification_metrics, null_metrics, prevalence_threshold, recall_by_group,
 )
+from models.signals import SignalConfig, with_signals
 
 METHODS: tuple[str, ...] = ("model", "isolation_forest", "gradient_boosting")
 SPLITS: tuple[str, ...] = ("time", "random")
@@ -73,6 +79,8 @@ class EvaluateConfig:
     seed: seed of the random split and of the models.
     k: analyst budget for precision_at_k (None -> number of test positives).
     scorer_config: a `models.scorer.ScorerConfig` for the model (None -> its defaults with seed).
+    signals: the `models.signals.SignalConfig` of the signal columns added after the split (None:
+      none; the model then reads the timeline alone).
     """
 
     split: str = "time"
@@ -80,8 +88,11 @@ class EvaluateConfig:
     seed: int = 0
     k: int | None = None
     scorer_config: Any = None
+    signals: SignalConfig | None = field(default_factory=SignalConfig)
 
     def __post_init__(self) -> None:
+        if self.signals is not None and not isinstance(self.signals, SignalConfig):
+            raise ValueError(f"signals={self.signals!r}: expected a models.signals.SignalConfig or None")
         if self.split not in SPLITS:
             raise ValueError(f"split={self.split!r}: expected one of {SPLITS}")
         if not 0.0 < float(self.test_frac) < 1.0:
@@ -274,6 +285,7 @@ def run_protocol(
     if missing:
         raise ValueError(f"events lack required column(s) {missing}")
     split = split_labels(labels, events, config)
+    events = with_signals(events, split.train, config.signals)
     fit_events = fitting_events(events, split)
     points = split.test[["user_id", "as_of"]]
     factory = model_factory or _default_model_factory(config)

@@ -9,7 +9,10 @@ How: events of the same *kind* (event type + non-"ok" status) that follow each o
 `burst_gap` form a burst; bursts are ranked by the attribution they carry; the top burst may quote
 an earlier high-attribution burst of another kind as context ("after ..."); each sentence adds what
 the data says about the burst: amounts (and how they compare with the user's earlier amounts),
-"first time for this user" values (device, IP, country, address, payment method), the query text.
+"first time for this user" values (device, IP, country, address, payment method), the query text,
+and, when the timeline carries the entity signals of models/signals.py (`<entity>_users`,
+`<entity>_fraud_users`), who else uses the burst's device / card / address ("on a device shared
+with 7 other accounts (3 of them confirmed fraud)").
 When nothing raises the risk, the sentences name what lowers it. A closing fact about the account
 ("142 events over 12 days") fills up to `min_reasons`.
 
@@ -26,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from models.contracts import OK_STATUSES
+from models.signals import known_signal_columns
 
 # Columns of the event schema this module reads (restated: models/ never imports analyst).
 _NOVELTY: tuple[tuple[str, str], ...] = (
@@ -36,6 +40,11 @@ _NOVELTY: tuple[tuple[str, str], ...] = (
     ("payment_method", "payment method"),
 )
 _OK_STATUS = OK_STATUSES
+# Entity signal prefixes (models/signals.py) -> the noun a sentence uses; others: the prefix in words.
+_ENTITY_NOUN = {"device": "device", "ip": "IP address", "payment_method": "payment method",
+                "address": "address", "item": "item", "category": "terminal / category",
+                "session": "session", "country": "country"}
+_MIN_SHARED = 2   # an entity is worth a sentence from this many other users (or one known fraud)
 # Plural forms of the synthetic / Taobao event types whose plural is not "+s".
 _PLURAL = {
     "search": "searches", "pv": "page views", "fav": "favourites", "buy": "purchases",
@@ -185,6 +194,15 @@ class _Facts:
                 if seen and v not in seen:
                     self.new[i].append((noun, v))
                 seen.add(v)
+        # other users on this event's entities: prefix -> (users, fraud users) arrays (NaN = unknown)
+        self.shared: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        known = set(known_signal_columns())
+        for column in tl.columns:
+            if column in known and column.endswith("_fraud_users"):
+                prefix = column.removesuffix("_fraud_users")
+                users = pd.to_numeric(_col(tl, prefix + "_users"), errors="coerce").to_numpy(np.float64)
+                fraud = pd.to_numeric(tl[column], errors="coerce").to_numpy(np.float64)
+                self.shared[prefix] = (users, fraud)
 
     def amounts(self, idx: Sequence[int]) -> np.ndarray:
         a = self.amount[list(idx)]
@@ -300,7 +318,31 @@ def _describe(b: Burst, facts: _Facts, lead: bool = True) -> str:
     novelty = _novelty_phrase(b, facts)
     if novelty:
         text += (", " if text.endswith(")") else " ") + novelty
+    shared = _shared_phrase(b, facts)
+    if shared:
+        text += ", " + shared
     return text
+
+
+def _shared_phrase(b: Burst, facts: _Facts) -> str:
+    """'on a device shared with 7 other accounts (3 of them confirmed fraud)' (the most telling one
+    or two entities of the burst; values as known at the burst's events)."""
+    found = []
+    for prefix, (users, fraud) in facts.shared.items():
+        u = np.nanmax(users[list(b.members)]) if np.isfinite(users[list(b.members)]).any() else 0.0
+        f = np.nanmax(fraud[list(b.members)]) if np.isfinite(fraud[list(b.members)]).any() else 0.0
+        if f >= 1 or u >= _MIN_SHARED:
+            found.append((f, u, prefix))
+    found.sort(reverse=True)
+    parts = []
+    for f, u, prefix in found[:2]:
+        noun = _ENTITY_NOUN.get(prefix, prefix.replace("_", " "))
+        article = "an" if noun[:1].lower() in "aeiou" else "a"
+        text = f"{article} {noun} shared with {int(u)} other account{'s' if int(u) != 1 else ''}"
+        if f >= 1:
+            text += f" ({int(f)} of them confirmed fraud)"
+        parts.append(text)
+    return "on " + _join(parts) if parts else ""
 
 
 def _amount_phrase(b: Burst, facts: _Facts) -> str:

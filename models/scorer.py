@@ -188,6 +188,12 @@ class Scorer:
         position table has that many rows)."""
         return self.config.max_events
 
+    @property
+    def signal_columns(self) -> list[str]:
+        """The signal columns (models/signals.py) the fitted model reads; [] when none."""
+        self._check_fitted()
+        return list(getattr(self.tokenizer_, "signal_columns_", []))
+
     # ================================================================== fitting
     def fit(self, events: pd.DataFrame, labels: pd.DataFrame | None = None, *, progress: bool = True) -> "Scorer":
         """Pretrain on every timeline; with labels of both classes fine-tune, stack and calibrate."""
@@ -205,11 +211,15 @@ class Scorer:
         enc_cfg = EventEncoderConfig(
             field_vocab_sizes=tokenizer.vocab_sizes, head_fields=list(HEAD_FIELDS),
             query_buckets=cfg.tokenizer.n_query_buckets, query_slots=cfg.tokenizer.query_slots,
+            signal_widths={g: 2 * len(cols) for g, cols in tokenizer.signal_groups.items()},
             d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, mlp_ratio=cfg.mlp_ratio,
             max_events=cfg.max_events, dropout=cfg.dropout, risk_pooling=cfg.risk_pooling,
         )
         model = EventEncoder(enc_cfg).to(device)
         model.set_priors(field_counts(tok, {f: enc_cfg.field_vocab_sizes[f] for f in HEAD_FIELDS}))
+        with torch.no_grad():
+            for group, values in tok.signals.items():   # the attribution baseline's average event
+                getattr(model, f"signal_mean_{group}").copy_(torch.from_numpy(values.mean(0)))
         self.tokenizer_, self.model_, self.device_ = tokenizer, model, device
         self.stack_ = RiskStack(model.head_fields).to(device)
         self.classes_ = np.array([0, 1])

@@ -14,6 +14,9 @@ bins. `transform` turns an events frame into `TokenizedEvents`: flat arrays sort
 | new_device, new_ip, new_country, new_address, new_payment, new_session, new_item |
 |                | 0 PAD, 1 null, 2 seen before for this user, 3 first time for this user       |
 | query          | (K slots) 0 PAD, 1.. hashed word unigrams and bigrams of the search query    |
+| velocity, entity | (floats, optional) the signal columns of models/signals.py found in the frame |
+|                | at fit: per column its standardised signed log1p value (0 when null) and a   |
+|                | null flag; "velocity" = the user_* columns, "entity" = the shared-entity ones |
 
 "First time" flags and gaps are computed on the user's whole history before any truncation, so
 a window that starts mid-timeline still knows a device is new. Columns used (they come from the
@@ -24,6 +27,13 @@ Which columns get which treatment (CATEGORICAL_FIELDS, amount, query) is this mo
 each categorical one is checked at import to be a contracts field of role "categorical".
 Every optional column may be missing or entirely null. `attrs` is never read (it may hold truth).
 The vocabulary is saved as JSON next to the model (`save` / `load`).
+
+Signals (decided 2026-12-02): they travel as columns of the events frame (the store joins
+`sleuth.event_signals`, evaluations call `models.signals.frame_signals` with the labels known
+there), because the entity ones depend on other users and on labels, which one user's timeline
+does not hold. A tokenizer fitted on a frame with signal columns needs them at transform (a clear
+error names the missing ones); one fitted without them (`use_signals=False`, or none present)
+ignores them, so older models keep working.
 """
 from __future__ import annotations
 
@@ -36,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from models.contracts import EVENT_REQUIRED, FIELDS_BY_NAME, NOVELTY_COLUMNS
+from models.signals import USER_SIGNALS, known_signal_columns
 
 PAD, NULL, OOV = 0, 1, 2
 SEEN, NEW = 2, 3
@@ -59,6 +70,13 @@ HEAD_FIELDS: tuple[str, ...] = (
     CATEGORICAL_FIELDS + ("amount", "gap", "hour") + tuple(NOVELTY_FIELDS)
 )
 REQUIRED_COLUMNS: tuple[str, ...] = EVENT_REQUIRED
+# Signal groups (each one embedding module of the encoder, one attribution "field").
+SIGNAL_GROUPS: tuple[str, ...] = ("velocity", "entity")
+SIGNAL_CLIP = 8.0   # standardised values beyond +-8 std are clipped (one huge hub cannot blow up)
+
+
+def signal_group(column: str) -> str:
+    return "velocity" if column in USER_SIGNALS else "entity"
 
 
 @dataclass(frozen=True)
@@ -73,9 +91,14 @@ class TokenizerConfig:
     n_gap_buckets: int = 24  # log2 seconds: the last bucket holds gaps >= 2**22 s (~48 days)
     n_query_buckets: int = 1024
     query_slots: int = 8
+    use_signals: bool = True   # read the signal columns present in the fitting frame
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
+            if name == "use_signals":
+                if not isinstance(value, bool):
+                    raise ValueError(f"TokenizerConfig.use_signals={value!r}: expected true or false")
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"TokenizerConfig.{name}={value!r}: expected a positive int")
 
@@ -104,6 +127,7 @@ class TokenizedEvents:
     ts: np.ndarray  # (N,) datetime64[ns]
     row: np.ndarray  # (N,) int64
     field_names: tuple[str, ...] = field(default=ID_FIELDS)
+    signals: dict[str, np.ndarray] = field(default_factory=dict)  # group -> (N, 2 * columns) float32
 
     @property
     def n_users(self) -> int:
@@ -121,6 +145,8 @@ class TokenizedEvents:
         out = {name: ids[..., j] for j, name in enumerate(self.field_names)}
         out["amount_value"] = np.where(pad, 0.0, self.amount_value[safe]).astype(np.float32)
         out["query"] = np.where(pad[..., None], PAD, self.query[safe])  # (B, T, K)
+        for group, values in self.signals.items():
+            out[group] = np.where(pad[..., None], 0.0, values[safe]).astype(np.float32)  # (B, T, W)
         return out
 
 
@@ -226,7 +252,44 @@ class EventTokenizer:
             self.amount_std_ = float(amounts.std()) or 1.0
         else:
             self.amount_edges_, self.amount_mean_, self.amount_std_ = [], 0.0, 1.0
+        self.signal_columns_: list[str] = []
+        self.signal_mean_: dict[str, float] = {}
+        self.signal_std_: dict[str, float] = {}
+        if cfg.use_signals:
+            for name in known_signal_columns():
+                if name not in events.columns:
+                    continue
+                values = pd.to_numeric(events[name], errors="coerce").to_numpy(float)
+                values = _signed_log1p(values[np.isfinite(values)])
+                self.signal_columns_.append(name)
+                self.signal_mean_[name] = float(values.mean()) if len(values) else 0.0
+                self.signal_std_[name] = float(values.std()) if len(values) and values.std() > 0 else 1.0
         return self
+
+    @property
+    def signal_groups(self) -> dict[str, list[str]]:
+        """Signal group -> its columns, in order (empty groups left out)."""
+        self._check_fitted()
+        groups = {g: [c for c in self.signal_columns_ if signal_group(c) == g] for g in SIGNAL_GROUPS}
+        return {g: cols for g, cols in groups.items() if cols}
+
+    def _signals(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Group -> (n, 2k) float32: k standardised values (0 when null), then k null flags."""
+        missing = [c for c in self.signal_columns_ if c not in df.columns]
+        if missing:
+            raise ValueError(
+                f"events lack signal column(s) {missing[:4]}{' ...' if len(missing) > 4 else ''} that the "
+                "model was trained with: read events with Store.events(signals=True) or add them with "
+                "models.signals.frame_signals(events, labels)")
+        out = {}
+        for group, cols in self.signal_groups.items():
+            raw = np.column_stack([pd.to_numeric(df[c], errors="coerce").to_numpy(float) for c in cols])
+            null = ~np.isfinite(raw)
+            z = (_signed_log1p(np.where(null, 0.0, raw)) - np.array([self.signal_mean_[c] for c in cols])) \
+                / np.array([self.signal_std_[c] for c in cols])
+            z = np.clip(np.where(null, 0.0, z), -SIGNAL_CLIP, SIGNAL_CLIP)
+            out[group] = np.concatenate([z, null.astype(float)], axis=1).astype(np.float32)
+        return out
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "vocab_"):
@@ -265,12 +328,16 @@ class EventTokenizer:
         return replace(
             tok, offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), ids=tok.ids[keep],
             amount_value=tok.amount_value[keep], query=tok.query[keep], ts=tok.ts[keep],
-            row=tok.row[keep] - n_hist,
+            row=tok.row[keep] - n_hist, signals={g: v[keep] for g, v in tok.signals.items()},
         )
 
     def _transform(self, events: pd.DataFrame) -> TokenizedEvents:
         self._check_fitted()
         check_events(events)
+        if self.signal_columns_:   # checked before any work
+            missing = [c for c in self.signal_columns_ if c not in events.columns]
+            if missing:
+                self._signals(events.iloc[:0])
         cfg = self.config
         user_codes, user_ids = pd.factorize(events["user_id"], sort=True)
         ts = naive_utc_ns(events["ts"])
@@ -334,6 +401,7 @@ class EventTokenizer:
             query=query,
             ts=ts,
             row=order.astype(np.int64),
+            signals=self._signals(df) if self.signal_columns_ else {},
         )
 
     # ------------------------------------------------------------------ persistence
@@ -345,15 +413,21 @@ class EventTokenizer:
             "amount_edges": self.amount_edges_,
             "amount_mean": self.amount_mean_,
             "amount_std": self.amount_std_,
+            "signal_columns": self.signal_columns_,
+            "signal_mean": self.signal_mean_,
+            "signal_std": self.signal_std_,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "EventTokenizer":
-        tok = cls(TokenizerConfig(**data["config"]))
+        tok = cls(TokenizerConfig(**{"use_signals": False, **data["config"]}))   # older files: none
         tok.vocab_ = {k: list(v) for k, v in data["vocab"].items()}
         tok.amount_edges_ = [float(e) for e in data["amount_edges"]]
         tok.amount_mean_ = float(data["amount_mean"])
         tok.amount_std_ = float(data["amount_std"])
+        tok.signal_columns_ = list(data.get("signal_columns", []))
+        tok.signal_mean_ = {k: float(v) for k, v in data.get("signal_mean", {}).items()}
+        tok.signal_std_ = {k: float(v) for k, v in data.get("signal_std", {}).items()}
         return tok
 
     def save(self, path: str | Path) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analyst.store import Store
-from analyst.store.signals import (
+from models.signals import (
     SignalConfig, entity_prefix, frame_signals, signal_columns,
 )
 from models.contracts import OK_STATUSES

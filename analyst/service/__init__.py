@@ -184,12 +184,16 @@ class Workbench:
     def ingest_events(self, paths, *, fmt: str | None = None, mapping: dict[str, str] | None = None) -> list:
         """Validate and load event files (analyst/ingest.py) -> one IngestReport per file."""
         from analyst.ingest import ingest_events
-        return ingest_events(self.store, paths, fmt=fmt, mapping=mapping)
+        reports = ingest_events(self.store, paths, fmt=fmt, mapping=mapping)
+        self.store.refresh_signals()   # new events get their signals now (incremental)
+        return reports
 
     def ingest_labels(self, path, *, fmt: str | None = None):
         """Validate and load a labels file (analyst/ingest.py) -> IngestReport."""
         from analyst.ingest import ingest_labels
-        return ingest_labels(self.store, path, fmt=fmt)
+        report = ingest_labels(self.store, path, fmt=fmt)
+        self.store.refresh_signals()   # the entity fraud shares the labels change
+        return report
 
     def counts(self) -> dict[str, int]:
         """Rows per table (`users` = distinct users with events)."""

@@ -97,7 +97,7 @@ class Cases:
     def case(self, model: ModelHandle | None, user_id: str, *, fresh: bool = False) -> CaseView:
         """Everything the case page shows about one user, all of it by `model` (None: no model
         yet, the timeline alone). The timeline is read once."""
-        full = self.store.timeline(user_id)
+        full = self.store.timeline(user_id, signals=model is not None and model.reads_signals)
         if full.empty:
             raise LookupError(f"user {user_id!r} has no events in {self.store.path}")
         if model is None:

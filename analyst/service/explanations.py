@@ -27,7 +27,7 @@ class Explanations:
         """(window, history) up to `until` when given: the most recent events the model reads (its
         max_events) and the user's earlier ones. The history sets the first-time flags and the
         first gap (models.tokenizer), so the case page's risk is the one the queue scored."""
-        full = self.store.timeline(user_id, until=until)
+        full = self.store.timeline(user_id, until=until, signals=model.reads_signals)
         if full.empty:
             when = f" at or before {until}" if until is not None else ""
             raise LookupError(f"user {user_id!r} has no events{when} in {self.store.path}")
@@ -73,7 +73,7 @@ class Explanations:
         ref_ids, ref_emb, ref_labels = self._reference_embeddings(model)
         if len(ref_ids) == 0:
             return pd.DataFrame(columns=["user_id", "label", "similarity"])
-        full = timeline if timeline is not None else self.store.timeline(user_id)
+        full = timeline if timeline is not None else self.store.timeline(user_id, signals=model.reads_signals)
         _, query = model.scorer.embed(full)
         keep = np.array([u != user_id for u in ref_ids])
         return nearest_cases(query[0], ref_emb[keep], [u for u, m in zip(ref_ids, keep) if m],
@@ -87,7 +87,7 @@ class Explanations:
         labels = self.store.latest_labels()
         if labels.empty:
             return [], np.zeros((0, 1)), np.zeros(0, dtype=int)
-        events = self.store.events(user_ids=list(labels["user_id"]))
+        events = self.store.events(user_ids=list(labels["user_id"]), signals=model.reads_signals)
         ids, emb = model.scorer.embed(events)
         label_of = dict(zip(labels["user_id"], labels["label"].astype(int)))
         result = (list(ids), emb, np.array([label_of[u] for u in ids], dtype=int))

@@ -39,6 +39,11 @@ class ModelHandle:
         """How many events the model reads at once (its context window)."""
         return int(self.scorer.max_events)
 
+    @property
+    def reads_signals(self) -> bool:
+        """Whether the model reads the store's velocity / entity signal columns."""
+        return bool(getattr(self.scorer, "signal_columns", ()))
+
 
 @dataclass(frozen=True)
 class CaseView:

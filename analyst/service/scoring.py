@@ -37,7 +37,9 @@ def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
         raise ValueError(f"mix={mix!r}: expected an analyst.sampling.QueueMix")
     if on_progress:
         on_progress(0.05, "loading events")
-    events = store.events()
+    if model.reads_signals:
+        store.refresh_signals()
+    events = store.events(signals=model.reads_signals)
     if on_progress:
         on_progress(0.15, f"scoring {events['user_id'].nunique():,} users")
     scores = model.scorer.score_users(events, progress=progress)

@@ -97,7 +97,11 @@ class ModelRegistry:
             config = replace(config, device=self.settings.device)
         if on_progress:
             on_progress(0.02, "loading events and labels")
-        events = self.store.events()
+        if config.tokenizer.use_signals:   # incremental: costs the events / labels since the last one
+            if on_progress:
+                on_progress(0.03, "refreshing velocity and entity signals")
+            self.store.refresh_signals()
+        events = self.store.events(signals=config.tokenizer.use_signals)
         if events.empty:
             raise ValueError(f"the store {self.settings.db_path} holds no events: run `sleuth ingest` first")
         labels = self._training_labels()
@@ -190,9 +194,10 @@ class ModelRegistry:
                 return self._metrics[key]
         out: dict = {"n": int(len(reviewed)), "positives": int(reviewed["label"].sum()) if len(reviewed) else 0}
         if len(reviewed):
-            events = self.store.events(user_ids=list(reviewed["user_id"]))
+            handle = self.handle(version)
+            events = self.store.events(user_ids=list(reviewed["user_id"]), signals=handle.reads_signals)
             at = reviewed[["user_id", "as_of"]].reset_index(drop=True)
-            score = self.scorer(version).predict_proba(events, at=at)[:, 1]
+            score = handle.scorer.predict_proba(events, at=at)[:, 1]
             y = reviewed["label"].to_numpy(dtype=int)
             order = np.argsort(-score, kind="stable")
             out["precision_at_k"] = {int(k): float(y[order[:k]].mean()) for k in ks if k <= len(y)} \

@@ -40,7 +40,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analyst.store import signals
+from analyst.store import signals as signal_table
 from analyst.store.signals import SignalConfig
 from analyst.store.checks import (
     check_events, check_labels, check_rejects, check_scores, from_json, positive_int, to_json,
@@ -84,6 +84,7 @@ _SQL_TIMELINE_LAST = _SQL_TIMELINE + " ORDER BY ts DESC, event_id DESC LIMIT ?"
 _SQL_TIMELINE_UNTIL_LAST = _SQL_TIMELINE_UNTIL + " ORDER BY ts DESC, event_id DESC LIMIT ?"
 _TIMELINE_ORDER = [("ts", "ascending"), ("event_id", "ascending")]
 _SQL_EVENTS = "SELECT " + _EVENT_SELECT + " FROM sleuth.events"
+_SQL_EVENTS_WITH_ID = "SELECT " + _EVENT_SELECT + ", event_id FROM sleuth.events"
 _SQL_RUNS = "SELECT value FROM sleuth.meta WHERE key = 'events_runs'"
 _SQL_COUNTS = " UNION ALL ".join(
     "SELECT '" + t + "', count(*) FROM sleuth." + t for t in TABLES
@@ -270,8 +271,10 @@ class Store:
             cur.execute("UPDATE sleuth.meta SET value = CASE WHEN (SELECT count(*) FROM sleuth.events) "
                         "> 0 THEN '1' ELSE '0' END WHERE key = 'events_runs'")
 
-    def timeline(self, user_id: str, until: Any = None, limit: int | None = None) -> pd.DataFrame:
-        """One user's events sorted by ts (schema.EVENT_COLUMNS).
+    def timeline(self, user_id: str, until: Any = None, limit: int | None = None, *,
+                 signals: bool = False) -> pd.DataFrame:
+        """One user's events sorted by ts (schema.EVENT_COLUMNS; with `signals`, then the stored
+        signal columns, null for events after the last `refresh_signals`).
 
         `until` (inclusive) cuts later events; `limit` keeps the most recent N, still ts-ascending.
         An unknown user gives an empty frame.
@@ -285,14 +288,18 @@ class Store:
             sql = _SQL_TIMELINE_LAST if until is None else _SQL_TIMELINE_UNTIL_LAST
         with self._con.cursor() as cur:
             table = cur.sql(sql, params=params).to_arrow_table()
-        table = table.sort_by(_TIMELINE_ORDER).drop_columns(["event_id"])
-        return table.to_pandas(split_blocks=True)
+            table = table.sort_by(_TIMELINE_ORDER)
+            if not signals:
+                return table.drop_columns(["event_id"]).to_pandas(split_blocks=True)
+            return signal_table.attach(cur, table.to_pandas(split_blocks=True), [str(user_id)])
 
-    def events(self, user_ids: Sequence[str] | None = None, until: Any = None) -> pd.DataFrame:
-        """All events (or those of `user_ids`), sorted by (user_id, ts): for training and scoring."""
+    def events(self, user_ids: Sequence[str] | None = None, until: Any = None, *,
+               signals: bool = False) -> pd.DataFrame:
+        """All events (or those of `user_ids`), sorted by (user_id, ts): for training and scoring.
+        `signals`: with the stored signal columns (as in `timeline`)."""
         until = to_utc(until, "until")
         with self._con.cursor() as cur:
-            sql = _SQL_EVENTS
+            sql = _SQL_EVENTS if not signals else _SQL_EVENTS_WITH_ID
             conds, params = [], []
             if user_ids is not None:
                 ids = pd.DataFrame({"user_id": pd.Series(list(user_ids), dtype="str")})
@@ -310,7 +317,8 @@ class Store:
                     sql += " ORDER BY user_id, ts, event_id"
                 # else: one sorted run, and DuckDB keeps insertion order for a plain (filtered)
                 # scan (preserve_insertion_order): no sort, 10M events in ~9 s instead of ~16 s
-                return _frame(cur, sql, params)
+                frame = _frame(cur, sql, params)
+                return signal_table.attach(cur, frame, user_ids) if signals else frame
             finally:
                 cur.rollback()
 
@@ -319,13 +327,13 @@ class Store:
         arrived can change) since the last refresh, in one transaction; returns events computed.
         A different `config` than last time recomputes every event."""
         with self._tx() as cur:
-            return signals.refresh(cur, config or SignalConfig())
+            return signal_table.refresh(cur, config or SignalConfig())
 
     def event_signals(self, user_ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """Stored signals: event_id, user_id, ts and `signals.signal_columns(config)`, sorted by
+        """Stored signals: event_id, user_id, ts and `models.signals.signal_columns(config)`, sorted by
         (user_id, ts, event_id); empty before the first `refresh_signals`."""
         with self._con.cursor() as cur:
-            return signals.read(cur, user_ids)
+            return signal_table.read(cur, user_ids)
 
     def users(self, *, limit: int | None = None, offset: int = 0,
               search: str | None = None) -> pd.DataFrame:
