@@ -33,6 +33,7 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(PY) bench/timeline.py
+	$(PY) bench/links.py
 	$(PY) bench/scoring.py
 	$(PY) bench/explain.py
 	$(PY) bench/quality.py

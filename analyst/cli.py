@@ -174,14 +174,37 @@ def explanation_json(exp, timeline, neighbours) -> dict:
     }
 
 
+def cmd_links(args: argparse.Namespace) -> int:
+    wb = _workbench(args)
+    try:
+        wb.refresh_links()   # a no-op when up to date; builds the tables of an older store once
+        doc = wb.links(args.user, depth=args.depth, max_users=args.max_users)
+    finally:
+        wb.close()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"user {doc['user_id']}: {len(doc['entities'])} entity values (depth {args.depth})")
+    for entity in doc["entities"]:
+        shown = f", top {len(entity['users'])} shown" if entity["n_users"] > len(entity["users"]) + 1 else ""
+        print(f"\n{entity['kind']} {entity['value']}  ({entity['n_users']:,} users{shown})")
+        for u in entity["users"]:
+            risk = "-" if u["risk"] is None else f"{u['risk']:.3f}"
+            case = "" if u["case_id"] is None else f"case {u['case_id']} {u['decision'] or 'undecided'}"
+            print(f"  {u['user_id']:<24} risk {risk:>6}  {case}".rstrip())
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from analyst.ingest import read_events, read_labels
     from models.evaluation import EvaluateConfig, evaluate
+    from models.signals import SignalConfig
 
     events = read_events(args.events)
     labels = read_labels(args.labels)
     config = EvaluateConfig(split=args.split, test_frac=args.test_frac, seed=args.seed,
-                            scorer_config=_scorer_config(args))
+                            scorer_config=_scorer_config(args),
+                            signals=None if args.no_signals else SignalConfig())
     result = evaluate(events, labels, config, progress=True)
     text = json.dumps(result, indent=2, default=float)
     if args.json:
@@ -392,12 +415,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="explain as of this time (ISO); default: the user's last event")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
 
+    p = verb("links", cmd_links, "list the users who share a device, IP, address, payment method or item with a user")
+    p.add_argument("user")
+    p.add_argument("--depth", type=int, choices=[1, 2], default=1,
+                   help="2: also the values of the riskiest linked users (default 1)")
+    p.add_argument("--max-users", type=int, default=20, help="users listed per value, riskiest first (default 20)")
+    p.add_argument("--json", action="store_true", help="print the links as JSON")
+
     p = verb("evaluate", cmd_evaluate, "train on the train part, score the test part, write metrics JSON")
     p.add_argument("--events", required=True)
     p.add_argument("--labels", required=True)
     p.add_argument("--split", choices=["time", "random"], default="time")
     p.add_argument("--test-frac", type=float, default=0.3)
     p.add_argument("--json", help="write the result here (default: print it)")
+    p.add_argument("--no-signals", action="store_true",
+                   help="leave out the velocity / entity signals (the model reads each timeline alone)")
     _add_model_options(p, seed_default=0)
 
     p = verb("export-labels", cmd_export_labels, "write the label history as CSV or Parquet")

@@ -13,6 +13,9 @@ the Captum call, attention rollout and the counterfactual risks (events masked o
   (the deletion that matches the attributions' own counterfactual).
 - `what_if(scorer, timeline, remove)` / `what_if_batch`: the risk with events removed and the rest
   re-tokenized (gaps and first-time flags change as they would in the data), variants in one batch.
+  Signal columns (models/signals.py) stay as the store computed them: they also count other
+  users' events and labels, which a removal here cannot recompute, so the remaining events still
+  carry counts that include the removed ones (the removed events' own signals go with them).
 - `private_scorer(scorer)`: a shallow copy of the scorer with its own deep copy of the encoder.
   Captum registers forward hooks on the modules it explains and any other thread running them
   would be hooked too, so hooks only ever go on such a private copy.

@@ -3,7 +3,7 @@
 Plain Python over the store and the models; no streamlit here. The package, bottom to top:
 
 - `records.py`: what use cases return (CaseView, Decision, Job, ModelHandle, ConflictError);
-- `demo.py`, `labels.py`, `jobs.py`: small use cases with no model;
+- `demo.py`, `labels.py`, `links.py` (linked accounts), `jobs.py`: small use cases with no model;
 - `versions.py`: model versions (load on the configured device, train + register + promote in
   one transaction, promote, roll back, backtest metrics);
 - `explanations.py`: the window a model reads, explanations, what-if, neighbours;
@@ -24,6 +24,7 @@ import pandas as pd
 
 from analyst.config import Settings
 from analyst.service import labels as label_cases
+from analyst.service import links as link_cases
 from analyst.service.cases import Cases
 from analyst.service.explanations import Explanations
 from analyst.service.jobs import Jobs
@@ -180,12 +181,23 @@ class Workbench:
         return self.reviews.adjudicate(review_id, decision, adjudicator=adjudicator, reason_code=reason_code,
                                        note=note)
 
+    # ------------------------------------------------------------------ linked accounts
+    def links(self, user_id: str, depth: int = 1, max_users: int = link_cases.DEFAULT_MAX_USERS) -> dict:
+        """Who shares a device, IP, address, payment method or item with `user_id`, riskiest
+        first, one or two hops out (see `links.links`); LookupError for an unknown user."""
+        return link_cases.links(self.store, user_id, depth=depth, max_users=max_users)
+
+    def refresh_links(self) -> int:
+        """Bring the link tables up to date with the stored events (ingest, train and score do)."""
+        return self.store.refresh_links()
+
     # ------------------------------------------------------------------ data in
     def ingest_events(self, paths, *, fmt: str | None = None, mapping: dict[str, str] | None = None) -> list:
         """Validate and load event files (analyst/ingest.py) -> one IngestReport per file."""
         from analyst.ingest import ingest_events
         reports = ingest_events(self.store, paths, fmt=fmt, mapping=mapping)
         self.store.refresh_signals()   # new events get their signals now (incremental)
+        self.store.refresh_links()     # ... and their shared entities
         return reports
 
     def ingest_labels(self, path, *, fmt: str | None = None):

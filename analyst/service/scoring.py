@@ -39,6 +39,7 @@ def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
         on_progress(0.05, "loading events")
     if model.reads_signals:
         store.refresh_signals()
+    store.refresh_links()   # cases opened now can be read with their linked accounts
     events = store.events(signals=model.reads_signals)
     if on_progress:
         on_progress(0.15, f"scoring {events['user_id'].nunique():,} users")

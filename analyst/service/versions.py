@@ -101,6 +101,7 @@ class ModelRegistry:
             if on_progress:
                 on_progress(0.03, "refreshing velocity and entity signals")
             self.store.refresh_signals()
+        self.store.refresh_links()   # incremental too; the links follow the events trained on
         events = self.store.events(signals=config.tokenizer.use_signals)
         if events.empty:
             raise ValueError(f"the store {self.settings.db_path} holds no events: run `sleuth ingest` first")

@@ -3,7 +3,9 @@
 - `database.py`: `Store`, its connection, typed queries and transactional writes;
 - `schema.py`: the DDL (events columns derived from `models.contracts.EVENT_FIELDS`), the schema
   version and the migration of existing files;
-- `checks.py`: validation of frames before they are written, timestamps as naive UTC, JSON.
+- `checks.py`: validation of frames before they are written, timestamps as naive UTC, JSON;
+- `signals.py`, `links.py`: derived tables refreshed incrementally (per-event signals; who
+  shares an entity value, for linked accounts).
 """
 from analyst.store.checks import QUARANTINE_COLUMNS, to_utc, utcnow
 from analyst.store.database import (

@@ -24,6 +24,9 @@ p50 of `timeline()` for random users of a 10.5-10.8M event / 100k user store):
   transaction (10.8M events: ~40 s on the shared 2-core machine). `compact()` forces it. With
   one run, `events()` skips its ORDER BY (DuckDB keeps insertion order): 10.8M in ~9 s.
 - `user_stats` (one row per user) is maintained on insert so `users()` never aggregates 10M rows.
+- Linked accounts read derived tables (analyst/store/links.py, its docstring says why that
+  layout): `refresh_links` adds new events' pairs; the risk they rank by is kept current inside
+  `add_scores`, `register_model` and `set_model_status`.
 - `event_id` (internal, not returned) numbers events in arrival order: it breaks ties between
   events of one user with the same `ts`, so file order is kept.
 
@@ -40,7 +43,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analyst.store import links as link_table
 from analyst.store import signals as signal_table
+from analyst.store.links import EntityLinks, LinkConfig
 from analyst.store.signals import SignalConfig
 from analyst.store.checks import (
     check_events, check_labels, check_rejects, check_scores, from_json, positive_int, to_json,
@@ -335,6 +340,34 @@ class Store:
         with self._con.cursor() as cur:
             return signal_table.read(cur, user_ids)
 
+    def refresh_links(self, config: LinkConfig | None = None) -> int:
+        """Add the (entity value, user) pairs of events that arrived since the last refresh to
+        the link tables (analyst/store/links.py), in one transaction; returns pairs added or
+        updated. A different `config` than last time rebuilds them."""
+        with self._tx() as cur:
+            return link_table.refresh(cur, config or LinkConfig())
+
+    def links(self, user_id: str, *, max_users: int = 20, via: Sequence[str] | None = None,
+              ) -> list[EntityLinks] | None:
+        """The entity values `user_id` used (with `via`: those the `via` users used and `user_id`
+        did not), each with its count of distinct users and up to `max_users` other users by
+        latest risk (see `links.entity_links`); None when the store has no events of `user_id`.
+        Reads what the last `refresh_links` stored (ValueError before the first one)."""
+        max_users = positive_int(max_users, "max_users")
+        if max_users > link_table.MAX_LISTED:
+            raise ValueError(f"max_users={max_users}: at most {link_table.MAX_LISTED} users are listed per value")
+        with self._con.cursor() as cur:
+            cur.begin()                       # one snapshot for the links and the user check
+            try:
+                found = link_table.entity_links(cur, str(user_id), max_users=max_users, via=via,
+                                                kinds=LinkConfig().kinds)
+                if not found and not cur.execute("SELECT 1 FROM sleuth.user_stats WHERE user_id = ?",
+                                                 [str(user_id)]).fetchall():
+                    return None
+                return found
+            finally:
+                cur.rollback()
+
     def users(self, *, limit: int | None = None, offset: int = 0,
               search: str | None = None) -> pd.DataFrame:
         """One row per user: user_id, n_events, first_ts, last_ts, event_types (sorted list).
@@ -527,6 +560,7 @@ class Store:
                 )
             finally:
                 cur.unregister("_sc")
+            link_table.update_risk(cur, frame["user_id"].astype("str").unique().tolist())
         return len(frame)
 
     def latest_scores(self, model_version: str | None = None) -> pd.DataFrame:
@@ -561,6 +595,8 @@ class Store:
             cur.execute("INSERT INTO sleuth.models VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [version, str(path), now, created_by, status, to_json(metrics),
                          to_json(data_snapshot)])
+            if status == "current":
+                link_table.update_risk(cur)   # links rank by the current model's scores
             if actor is not None:
                 _write_audit(cur, now, actor, "train", new=version, detail=data_snapshot)
                 if status == "current":
@@ -612,6 +648,7 @@ class Store:
                 cur.execute("UPDATE sleuth.models SET status = 'retired' "
                             "WHERE status = 'current' AND version <> ?", [version])
             cur.execute("UPDATE sleuth.models SET status = ? WHERE version = ?", [status, version])
+            link_table.update_risk(cur)       # the current model may have changed
             if actor is not None and action is not None:
                 _write_audit(cur, utcnow(), actor, action, old=old, new=version)
         return old
