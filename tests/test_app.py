@@ -408,3 +408,23 @@ def test_chart_bundle_url_follows_the_base_url_path():
         assert chart.bundle_url() == "/sleuth/app/static/plotly-cartesian-4.1.1.min.js"
     finally:
         config.set_option("server.baseUrlPath", before)
+
+
+def test_case_page_lists_linked_accounts(home):
+    """The Linked accounts tab lists who shares this user's entities, with a link to each case."""
+    wb = workbench()
+    users = wb.queue()["user_id"].astype(str).tolist()
+    docs = {u: wb.links(u, max_users=10) for u in users}
+    user = next(u for u in users if any(e["n_users"] > 1 for e in docs[u]["entities"]))
+    doc = docs[user]
+    at = open_case(app().run(), user)
+    at.session_state["case_tab"] = "Linked accounts"
+    at.run()
+    no_errors(at)
+    table = at.dataframe[-1].value
+    expected = {u["user_id"] for e in doc["entities"] if e["n_users"] > 1 and e["kind"] != "item"
+                for u in e["users"]}
+    assert expected <= set(table["user_id"])
+    assert user not in set(table["user_id"])
+    assert all(link == f"case?user={u}" for link, u in zip(table["link"], table["user_id"]))
+    assert (table["accounts"] >= 1).all()

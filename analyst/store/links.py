@@ -40,6 +40,7 @@ from typing import Any
 
 import duckdb
 
+from analyst.store.schema import read_meta, write_meta
 from models.contracts import ENTITY_COLUMNS
 from models.signals import SignalConfig, entity_prefix
 
@@ -92,15 +93,6 @@ class EntityLinks:
 
 
 # ------------------------------------------------------------------------------ plumbing
-def _meta(cur: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    rows = cur.execute("SELECT value FROM sleuth.meta WHERE key = ?", [key]).fetchall()
-    return rows[0][0] if rows else None
-
-
-def _set_meta(cur: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
-    cur.execute("DELETE FROM sleuth.meta WHERE key = ?", [key])
-    cur.execute("INSERT INTO sleuth.meta VALUES (?, ?)", [key, value])
-
 
 def has_tables(cur: duckdb.DuckDBPyConnection) -> bool:
     """Whether the link tables exist (a refresh has run on this file)."""
@@ -218,7 +210,7 @@ def _build(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute(_SQL_PAIR_IDS)
     cur.execute("CREATE TABLE sleuth.entity_users AS SELECT * FROM temp._link_ids ORDER BY vid, uid")
     cur.execute(_SQL_USER_ENTITIES)
-    _set_meta(cur, _META_RUNS, "1")
+    write_meta(cur, _META_RUNS, "1")
 
 
 def _append(cur: duckdb.DuckDBPyConnection) -> None:
@@ -233,12 +225,12 @@ def _append(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("INSERT INTO sleuth.entity_users SELECT * FROM temp._link_new ORDER BY vid, uid")
     cur.execute("INSERT INTO sleuth.user_entities SELECT n.uid, n.vid, v.kind, v.value FROM temp._link_new n "
                 "JOIN sleuth.entity_values v ON v.vid = n.vid ORDER BY n.uid, n.vid")
-    runs = int(_meta(cur, _META_RUNS) or 1) + 1
+    runs = int(read_meta(cur, _META_RUNS) or 1) + 1
     total = cur.execute("SELECT count(*) FROM sleuth.entity_users").fetchall()[0][0]
     if total < COMPACT_BELOW_ROWS or runs > MAX_RUNS:
         _sort_pairs(cur)
         runs = 1
-    _set_meta(cur, _META_RUNS, str(runs))
+    write_meta(cur, _META_RUNS, str(runs))
 
 
 def refresh(cur: duckdb.DuckDBPyConnection, config: LinkConfig) -> int:
@@ -247,8 +239,8 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: LinkConfig) -> int:
     nothing new). A missing table or another config than last time rebuilds everything."""
     max_event = int(cur.execute("SELECT coalesce(max(event_id), 0) FROM sleuth.events").fetchall()[0][0])
     wanted = json.dumps({**config.as_dict(), "layout": LAYOUT}, sort_keys=True)
-    full = not has_tables(cur) or _meta(cur, _META_CONFIG) != wanted
-    seen = 0 if full else int(_meta(cur, _META_EVENT) or 0)
+    full = not has_tables(cur) or read_meta(cur, _META_CONFIG) != wanted
+    seen = 0 if full else int(read_meta(cur, _META_EVENT) or 0)
     if not full and max_event <= seen:
         return 0                      # up to date: nothing is written
     cur.execute("CREATE TEMP TABLE _link_pairs AS " + _pairs_sql(config), [seen] * len(config.entity_columns))
@@ -260,8 +252,8 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: LinkConfig) -> int:
             _append(cur)
     finally:
         _drop_temp(cur, "_link_pairs", "_link_ids", "_link_new")
-    _set_meta(cur, _META_CONFIG, wanted)
-    _set_meta(cur, _META_EVENT, str(max_event))
+    write_meta(cur, _META_CONFIG, wanted)
+    write_meta(cur, _META_EVENT, str(max_event))
     return n
 
 

@@ -154,3 +154,15 @@ def create_or_migrate(cur: duckdb.DuckDBPyConnection, path: Path) -> int | None:
     if found != SCHEMA_VERSION:
         cur.execute("UPDATE sleuth.meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
     return found
+
+
+def read_meta(cur: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    """The value of one `sleuth.meta` key (derived tables keep how far they have read there)."""
+    rows = cur.execute("SELECT value FROM sleuth.meta WHERE key = ?", [key]).fetchall()
+    return rows[0][0] if rows else None
+
+
+def write_meta(cur: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    """Set one `sleuth.meta` key, inside the caller's transaction."""
+    cur.execute("DELETE FROM sleuth.meta WHERE key = ?", [key])
+    cur.execute("INSERT INTO sleuth.meta VALUES (?, ?)", [key, value])

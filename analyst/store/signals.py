@@ -13,21 +13,13 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from analyst.store.schema import read_meta, write_meta
 from models.signals import (  # noqa: F401  (re-exported for the store's callers)
     LOOKBACK, USER_SIGNALS, SignalConfig, compute, entity_signals, frame_signals, signal_columns,
 )
 
 _META_CONFIG, _META_EVENT, _META_LABEL = "signals_config", "signals_event_id", "signals_label_id"
 
-
-def _meta(cur: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    rows = cur.execute("SELECT value FROM sleuth.meta WHERE key = ?", [key]).fetchall()
-    return rows[0][0] if rows else None
-
-
-def _set_meta(cur: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
-    cur.execute("DELETE FROM sleuth.meta WHERE key = ?", [key])
-    cur.execute("INSERT INTO sleuth.meta VALUES (?, ?)", [key, value])
 
 
 def _has_table(cur: duckdb.DuckDBPyConnection) -> bool:
@@ -45,11 +37,11 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: SignalConfig) -> int:
     max_label = cur.execute("SELECT coalesce(max(label_id), 0) FROM sleuth.labels").fetchall()[0][0]
     wanted = json.dumps(config.as_dict(), sort_keys=True)
     exists = _has_table(cur)
-    full = not exists or _meta(cur, _META_CONFIG) != wanted
+    full = not exists or read_meta(cur, _META_CONFIG) != wanted
     since = None
     if not full:
-        seen_event = int(_meta(cur, _META_EVENT) or 0)
-        seen_label = int(_meta(cur, _META_LABEL) or 0)
+        seen_event = int(read_meta(cur, _META_EVENT) or 0)
+        seen_label = int(read_meta(cur, _META_LABEL) or 0)
         since = cur.execute(
             "SELECT least((SELECT min(ts) FROM sleuth.events WHERE event_id > ?), "
             "(SELECT min(least(as_of, decided_at)) FROM sleuth.labels WHERE label_id > ?))",
@@ -66,9 +58,9 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: SignalConfig) -> int:
                 cur.execute("INSERT INTO sleuth.event_signals SELECT * FROM _signals")
         finally:
             cur.unregister("_signals")
-    _set_meta(cur, _META_CONFIG, wanted)
-    _set_meta(cur, _META_EVENT, str(max_event))
-    _set_meta(cur, _META_LABEL, str(max_label))
+    write_meta(cur, _META_CONFIG, wanted)
+    write_meta(cur, _META_EVENT, str(max_event))
+    write_meta(cur, _META_LABEL, str(max_label))
     return len(frame) if full or since is not None else 0
 
 

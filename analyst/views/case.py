@@ -8,7 +8,7 @@ import streamlit as st
 from analyst import charts, report
 from analyst.service import ConflictError
 from analyst.vocab import ALERT_QUALITY, DECISION_LABELS, LABEL_WORDS, REASON_CODES, WHY_LABELS
-from models.contracts import CASE_COLUMNS
+from models.contracts import CASE_COLUMNS, FIELDS_BY_NAME
 from analyst.views import chart, common
 
 CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
@@ -387,6 +387,60 @@ def similar_panel() -> None:
     )
 
 
+# shared-entity kinds in the order an analyst reads them (items are shared by honest shoppers too)
+LINK_KIND_ORDER = ("device", "payment_method", "address", "ip", "item")
+LINK_ITEMS_SHOWN = 5
+
+
+def _link_value(kind: str, value: str) -> str:
+    """An entity value as shown: masked in demo mode like the events table masks its column."""
+    column = kind + "_id" if kind + "_id" in FIELDS_BY_NAME else kind
+    field = FIELDS_BY_NAME.get(column)
+    if demo and field is not None and field.masked:
+        return charts.mask_value(value, field.mask_prefix or column) or ""
+    return str(value)
+
+
+def linked_rows(doc: dict) -> pd.DataFrame:
+    """One row per (shared entity value, linked user), devices and cards first; values only this
+    user has are left out; at most LINK_ITEMS_SHOWN items (the riskiest)."""
+    order = {k: i for i, k in enumerate(LINK_KIND_ORDER)}
+    shared = [e for e in doc["entities"] if e["n_users"] > 1 and e["users"]]
+    items = sorted((e for e in shared if e["kind"] == "item"),
+                   key=lambda e: -max((u["risk"] or 0.0) for u in e["users"]))[:LINK_ITEMS_SHOWN]
+    shared = sorted([e for e in shared if e["kind"] != "item"] + items,
+                    key=lambda e: (order.get(e["kind"], len(order)), -e["n_users"]))
+    rows = [{"shared": e["kind"].replace("_", " "), "value": _link_value(e["kind"], e["value"]),
+             "accounts": e["n_users"] - 1, "user_id": u["user_id"], "risk": u["risk"],
+             "decision": u["decision"] or ("open case" if u["case_id"] is not None else ""),
+             "link": f"case?user={u['user_id']}"}
+            for e in shared for u in e["users"]]
+    return pd.DataFrame(rows, columns=["shared", "value", "accounts", "user_id", "risk", "decision", "link"])
+
+
+def linked_panel() -> None:
+    """Other accounts on this user's devices, cards, addresses, IPs and items, riskiest first."""
+    try:
+        doc = wb.links(view.user_id, max_users=10)
+    except (LookupError, ValueError) as err:
+        st.info(f"No linked accounts to show: {err}")
+        return
+    rows = linked_rows(doc)
+    if rows.empty:
+        st.caption("No other account shares a device, card, address, IP or item with this user.")
+        return
+    users = rows["user_id"].nunique()
+    st.caption(f"{users} other account{'s' if users != 1 else ''} share a device, card, address, IP "
+               "or item with this user (up to 10 per value, riskiest first; risk from the current model).")
+    st.dataframe(
+        rows, hide_index=True, width="stretch", key=f"links_{view.user_id}",
+        column_config={"shared": "Shared", "value": "Value", "accounts": "Other accounts on it",
+                       "user_id": "Linked user",
+                       "risk": st.column_config.ProgressColumn("Risk", min_value=0.0, max_value=1.0, format="%.2f"),
+                       "decision": "Decision", "link": st.column_config.LinkColumn("Open", display_text="open")},
+    )
+
+
 def history_panel() -> None:
     """This user's decisions (append-only labels) and audit trail."""
     if blind:
@@ -406,7 +460,7 @@ def history_panel() -> None:
 
 # lazy tabs: only the open tab runs (one rerun when the analyst switches; the CaseView is cached)
 PANELS = {"Events": events_panel, "Attention": attention_panel, "What-if": what_if_panel,
-          "Similar cases": similar_panel, "History & audit": history_panel}
+          "Similar cases": similar_panel, "Linked accounts": linked_panel, "History & audit": history_panel}
 for tab, draw in zip(st.tabs(list(PANELS), key="case_tab", on_change="rerun"), PANELS.values()):
     if tab.open:
         with tab:
