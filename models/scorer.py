@@ -3,7 +3,7 @@
 fit(events, labels):
   1. tokenizer learns the vocabularies; the encoder is pretrained on every timeline to predict the
      next event (self-supervised, no labels needed);
-  2. with labels of both classes (at least `min_positives` positive users, default 20, and 2
+  2. with labels of both classes (at least `min_positives` positive users, default 10, and 2
      negative ones): the risk head is fine-tuned at each label's `as_of` position, on a
      stratified part of the labelled users; on the held-out part a stacker (logistic regression
      over [head logit, surprise stats]) is fitted and then Platt-calibrated on its
@@ -115,7 +115,7 @@ class ScorerConfig:
     aux_weight: float = 1.0
     time_budget_s: float | None = None
     score_batch_size: int = 32
-    min_positives: int = 20
+    min_positives: int = 10   # was 20 until 2026-12-02 (see the README's label-budget curve)
     risk_pooling: str = "last_max"  # see models/encoder.py; "last" reproduces models made before 2026-12-01
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
 
