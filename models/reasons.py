@@ -44,7 +44,11 @@ _OK_STATUS = OK_STATUSES
 _ENTITY_NOUN = {"device": "device", "ip": "IP address", "payment_method": "payment method",
                 "address": "address", "item": "item", "category": "terminal / category",
                 "session": "session", "country": "country"}
-_MIN_SHARED = 2   # an entity is worth a sentence from this many other users (or one known fraud)
+# When an entity is worth a sentence: shared with a few other users (a ring's device or drop
+# address), or with known fraud. Not a hub (a generic value such as "wallet", a public IP) and not
+# an item many honest shoppers buy, unless several of its buyers are known fraud.
+_MIN_SHARED, _MAX_SHARED = 2, 50
+_MIN_ITEM_FRAUD = 2
 # Plural forms of the synthetic / Taobao event types whose plural is not "+s".
 _PLURAL = {
     "search": "searches", "pv": "page views", "fav": "favourites", "buy": "purchases",
@@ -331,6 +335,10 @@ def _shared_phrase(b: Burst, facts: _Facts) -> str:
     for prefix, (users, fraud) in facts.shared.items():
         u = np.nanmax(users[list(b.members)]) if np.isfinite(users[list(b.members)]).any() else 0.0
         f = np.nanmax(fraud[list(b.members)]) if np.isfinite(fraud[list(b.members)]).any() else 0.0
+        if u > _MAX_SHARED:
+            continue
+        if prefix == "item" and f < _MIN_ITEM_FRAUD:
+            continue
         if f >= 1 or u >= _MIN_SHARED:
             found.append((f, u, prefix))
     found.sort(reverse=True)

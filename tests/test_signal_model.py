@@ -104,6 +104,12 @@ def test_reasons_name_shared_entities():
     assert "IP address" not in reasons[0]          # nobody else on it: not worth saying
     plain = top_reasons(tl.drop(columns=["device_users", "device_fraud_users"]), np.array([0, 1, 1, 1.0]))
     assert "shared" not in plain[0]
+    # a hub (a generic value such as "wallet") and an item honest shoppers share are no reason
+    hub = top_reasons(tl.assign(device_users=383, device_fraud_users=0, item_users=12, item_fraud_users=1),
+                      np.array([0, 1, 1, 1.0]))
+    assert "shared" not in hub[0]
+    item = top_reasons(tl.assign(device_users=0, item_users=12, item_fraud_users=4), np.array([0, 1, 1, 1.0]))
+    assert "an item shared with 12 other accounts (4 of them confirmed fraud)" in item[0]
 
 
 def test_evaluation_signals_come_from_train_labels_only(data):
