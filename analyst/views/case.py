@@ -390,6 +390,7 @@ def similar_panel() -> None:
 # shared-entity kinds in the order an analyst reads them (items are shared by honest shoppers too)
 LINK_KIND_ORDER = ("device", "payment_method", "address", "ip", "item")
 LINK_ITEMS_SHOWN = 5
+LINKS_OPENED = 5   # the riskiest linked users get a one-click link to their case
 
 
 def _link_value(kind: str, value: str) -> str:
@@ -439,6 +440,13 @@ def linked_panel() -> None:
                        "risk": st.column_config.ProgressColumn("Risk", min_value=0.0, max_value=1.0, format="%.2f"),
                        "decision": "Decision", "link": st.column_config.LinkColumn("Open", display_text="open")},
     )
+    riskiest = (rows.assign(r=rows["risk"].fillna(-1.0)).sort_values("r", ascending=False, kind="stable")
+                .drop_duplicates("user_id").head(LINKS_OPENED))
+    st.caption("Open a linked account's case:")
+    for col, uid in zip(st.columns(LINKS_OPENED), riskiest["user_id"]):
+        with col:   # opens in this tab, URL updated (the table's links open a new tab)
+            if st.button(str(uid), icon=":material/person_search:", key=f"open_link_{uid}"):
+                common.open_case(str(uid))
 
 
 def history_panel() -> None:
