@@ -269,7 +269,8 @@ def with_signals(events: pd.DataFrame, labels: pd.DataFrame | None,
     """`events` with its signal columns (re)computed from `labels` (row order and index kept).
     Signal columns the frame already carries are dropped first (they may have been computed with
     other labels); `config=None` only drops them."""
-    own = [c for c in events.columns if c in set(known_signal_columns())]
+    known = set(known_signal_columns())
+    own = [c for c in events.columns if c in known]
     out = events.drop(columns=own)
     if config is None:
         return out

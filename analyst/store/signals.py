@@ -81,11 +81,10 @@ def attach(cur: duckdb.DuckDBPyConnection, frame: pd.DataFrame, user_ids: Any = 
     """`frame` (events with an `event_id` column, any order) with the stored signal columns added
     by event_id and `event_id` dropped; row order kept. Before the first refresh there are none:
     ValueError (call Store.refresh_signals first)."""
-    stored = read(cur, user_ids)
     if not _has_table(cur):
         raise ValueError("the store has no signals yet: run Store.refresh_signals() (sleuth train / "
                          "score do) before reading events with signals")
-    values = stored.drop(columns=["user_id", "ts"]).set_index("event_id")
+    values = read(cur, user_ids).drop(columns=["user_id", "ts"]).set_index("event_id")
     out = frame.drop(columns=["event_id"]).reset_index(drop=True)
     joined = values.reindex(frame["event_id"].to_numpy())
     for col in values.columns:
