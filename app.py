@@ -15,6 +15,7 @@ st.set_option("client.toolbarMode", "viewer")  # a product, not a dev server: no
 pages = [
     st.Page("analyst/views/queue.py", title="Queue", icon=":material/inbox:", url_path="queue", default=True),
     st.Page("analyst/views/case.py", title="Case", icon=":material/person_search:", url_path="case"),
+    st.Page("analyst/views/entity.py", title="Entity", icon=":material/hub:", url_path="entity"),
     st.Page("analyst/views/labels.py", title="Labels", icon=":material/fact_check:", url_path="labels"),
     st.Page("analyst/views/review.py", title="Review", icon=":material/rate_review:", url_path="review"),
     st.Page("analyst/views/model.py", title="Model", icon=":material/model_training:", url_path="model"),

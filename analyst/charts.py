@@ -7,7 +7,7 @@ and the HTML report embeds it, so the two always show the same picture.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -288,3 +288,85 @@ def risk_histogram(risks: Sequence[float], *, height: int = 160) -> go.Figure:
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
                       xaxis=dict(range=[0, 1], tickformat=".0%"), bargap=0.05, meta={"chart": "risk_hist"})
     return _with_room(fig)
+
+
+def entity_column(kind: str) -> str:
+    """The field-table column of a link kind (device -> device_id, ip -> ip, ...)."""
+    return kind + "_id" if kind + "_id" in contracts.FIELDS_BY_NAME else kind
+
+
+def mask_entity(kind: str, value: object) -> str:
+    """An entity value as demo mode shows it: the events table's pseudonym for its column (the
+    same value gets the same mask on every page and in the report); unmasked columns as text."""
+    field = contracts.FIELDS_BY_NAME.get(entity_column(kind))
+    if field is not None and field.masked:
+        return mask_value(value, field.mask_prefix or field.name) or ""
+    return "" if value is None else str(value)
+
+
+NETWORK_MAX_PER_ENTITY = 10
+_DECISION_SYMBOLS = {"fraud": "x", "legit": "circle-open", "escalate": "diamond"}
+
+
+def links_network(doc: Mapping, *, label: Callable[[str, str], str] | None = None,
+                  max_per_entity: int = NETWORK_MAX_PER_ENTITY, height: int = 380) -> go.Figure:
+    """The user of `doc` (a `links()` dict) in the centre, its shared entity values around it and
+    the linked users on an outer ring: colour = risk, symbol = decision (x fraud, open circle
+    legit, diamond escalated, filled circle none yet). One node per user however many values it
+    shares; at most `max_per_entity` users drawn per value; the layout is deterministic (same
+    doc, same picture). `label(kind, value)` gives the text shown for a value (demo masks)."""
+    label = label or (lambda kind, value: str(value))
+    entities = [e for e in doc.get("entities", []) if e.get("users")]
+    n_e = max(len(entities), 1)
+    ent_xy, user_angles, users = {}, {}, {}
+    for i, e in enumerate(entities):
+        angle = 2 * np.pi * i / n_e + np.pi / 2
+        ent_xy[i] = (np.cos(angle), np.sin(angle))
+        for u in e["users"][:max_per_entity]:
+            user_angles.setdefault(u["user_id"], []).append(angle)
+            users.setdefault(u["user_id"], u)
+    # the outer ring keeps each user near its values: ordered by mean angle, spread evenly
+    order = sorted(users, key=lambda u: (float(np.angle(np.mean(np.exp(1j * np.array(user_angles[u]))))), u))
+    n_u = max(len(order), 1)
+    start = float(np.angle(np.mean(np.exp(1j * np.array(user_angles[order[0]]))))) if order else 0.0
+    user_xy = {u: (2.2 * np.cos(start + 2 * np.pi * k / n_u), 2.2 * np.sin(start + 2 * np.pi * k / n_u))
+               for k, u in enumerate(order)}
+    ex, ey = [], []
+    for i, e in enumerate(entities):
+        ex += [0.0, ent_xy[i][0], None]
+        ey += [0.0, ent_xy[i][1], None]
+        for u in e["users"][:max_per_entity]:
+            ex += [ent_xy[i][0], user_xy[u["user_id"]][0], None]
+            ey += [ent_xy[i][1], user_xy[u["user_id"]][1], None]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="#c7c7c7", width=1),
+                             hoverinfo="skip", showlegend=False, name="links"))
+    fig.add_trace(go.Scatter(
+        x=[ent_xy[i][0] for i in range(len(entities))], y=[ent_xy[i][1] for i in range(len(entities))],
+        mode="markers+text", name="shared values", showlegend=False,
+        marker=dict(symbol="square", size=12, color="#6b7280"),
+        text=[f"{e['kind'].replace('_', ' ')} {label(e['kind'], e['value'])}" for e in entities],
+        textposition="top center", textfont=dict(size=10),
+        hovertext=[f"{e['kind'].replace('_', ' ')} {label(e['kind'], e['value'])}: {e['n_users']} accounts"
+                   for e in entities], hoverinfo="text"))
+    risks = [users[u].get("risk") for u in order]
+    fig.add_trace(go.Scatter(
+        x=[user_xy[u][0] for u in order], y=[user_xy[u][1] for u in order], mode="markers+text",
+        name="linked users", showlegend=False, customdata=order,
+        marker=dict(size=16, color=[-0.05 if r is None else float(r) for r in risks], cmin=0, cmax=1,
+                    colorscale=[[0, "#2166ac"], [0.5, "#e8e8e8"], [1, "#b2182b"]],
+                    symbol=[_DECISION_SYMBOLS.get(users[u].get("decision") or "", "circle") for u in order],
+                    line=dict(width=2, color="#374151"),
+                    colorbar=dict(title=dict(text="risk"), tickformat=".0%", len=0.8, thickness=10)),
+        text=order, textposition="bottom center", textfont=dict(size=10),
+        hovertext=[f"{u}: risk {'n/a' if r is None else f'{r:.0%}'}, "
+                   f"{users[u].get('decision') or ('open case' if users[u].get('case_id') is not None else 'no case')}"
+                   for u, r in zip(order, risks)], hoverinfo="text"))
+    fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers+text", name="this user", showlegend=False,
+                             marker=dict(size=22, color="#111827", symbol="star"),
+                             text=[str(doc.get("user_id", ""))], textposition="bottom center",
+                             hovertext=[f"this user: {doc.get('user_id', '')}"], hoverinfo="text"))
+    axis = dict(visible=False, range=[-2.9, 2.9], fixedrange=True)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
+                      xaxis=axis, yaxis=dict(axis, scaleanchor="x"), meta={"chart": "links_network"})
+    return fig

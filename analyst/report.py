@@ -72,11 +72,29 @@ def top_events(timeline: pd.DataFrame, k: int = 10, attribution: str = "attribut
     return out.dropna(axis=1, how="all")
 
 
+def linked_table(links: dict | None, *, masked: bool = False, max_items: int = 5) -> pd.DataFrame:
+    """The report's linked accounts: one row per (shared value, other account), devices, cards,
+    addresses and IPs first, at most `max_items` item values; values masked as on the pages."""
+    order = {k: i for i, k in enumerate(("device", "payment_method", "address", "ip", "item"))}
+    shared = [e for e in (links or {}).get("entities", []) if e["n_users"] > 1 and e["users"]]
+    items = [e for e in shared if e["kind"] == "item"][:max_items]
+    shared = sorted([e for e in shared if e["kind"] != "item"] + items,
+                    key=lambda e: (order.get(e["kind"], len(order)), -e["n_users"]))
+    rows = [{"shared": e["kind"].replace("_", " "),
+             "value": charts.mask_entity(e["kind"], e["value"]) if masked else str(e["value"]),
+             "accounts on it": e["n_users"], "linked user": u["user_id"],
+             "risk": "n/a" if u["risk"] is None else f"{float(u['risk']):.0%}",
+             "decision": u["decision"] or ("open case" if u["case_id"] is not None else "")}
+            for e in shared for u in e["users"]]
+    return pd.DataFrame(rows, columns=["shared", "value", "accounts on it", "linked user", "risk", "decision"])
+
+
 def case_report_html(view: Any, *, masked: bool = False, analyst: str | None = None,
-                     generated_at: datetime | None = None) -> str:
+                     generated_at: datetime | None = None, links: dict | None = None) -> str:
     """A self-contained HTML page describing one case (see module docstring).
 
-    `view` is a `CaseView`; `masked` pseudonymises ip / device / address ids (demo mode).
+    `view` is a `CaseView`; `masked` pseudonymises ip / device / address / card ids (demo mode);
+    `links` (a `links()` dict) adds the linked accounts.
     """
     for attr in ("user_id", "timeline", "explanation", "model_version", "risk", "header", "audit", "labels"):
         if not hasattr(view, attr):
@@ -140,6 +158,9 @@ def case_report_html(view: Any, *, masked: bool = False, analyst: str | None = N
         parts.append("<p class='empty'>No decision recorded yet.</p>")
     parts.append("<h2>Audit trail</h2>")
     parts.append(_table(view.audit if isinstance(view.audit, pd.DataFrame) else None, "No audit entries."))
+    if links is not None:
+        parts.append("<h2>Linked accounts</h2>" + _table(
+            linked_table(links, masked=masked), "No other account shares a device, card, address, IP or item."))
     neighbours = getattr(view, "neighbours", None)
     if isinstance(neighbours, pd.DataFrame) and len(neighbours):
         parts.append("<h2>Nearest confirmed cases</h2>" + _table(neighbours, ""))

@@ -9,6 +9,9 @@ Plain Python over the store and the models; no streamlit here. The package, bott
 - `explanations.py`: the window a model reads, explanations, what-if, neighbours;
 - `scoring.py`: score every user, open cases; `cases.py`: queue, claim, case view, decide;
 - `review.py`: blind second reviews, agreement, adjudication;
+- `rings.py`: ring cases (flagged users linked through small shared values), one decision for
+  a ring; `rescoring.py`: after a fraud decision, rescore the linked accounts in the background
+  and mark the open cases whose risk rose;
 - this file: `Workbench`, the thin facade one process holds (the app in `resources.py`). It owns
   the `Store` (one DuckDB connection) and binds ONE model version per use case: a case view,
   its explanation, what-if and neighbours all come from the version it started with.
@@ -17,6 +20,8 @@ Nothing here imports a module above it; `tests/test_layers.py` keeps that true.
 """
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -25,11 +30,14 @@ import pandas as pd
 from analyst.config import Settings
 from analyst.service import labels as label_cases
 from analyst.service import links as link_cases
+from analyst.service import rescoring
+from analyst.service import rings as ring_cases
 from analyst.service.cases import Cases
 from analyst.service.explanations import Explanations
 from analyst.service.jobs import Jobs
 from analyst.service.records import CaseView, ConflictError, Decision, Job, ModelHandle, ProgressFn
 from analyst.service.review import Reviews
+from analyst.service.rings import Ring, RingDecision
 from analyst.service.scoring import DEFAULT_ALERT_BUDGET, score_all
 from analyst.service.versions import BACKTEST_MIN, BACKTEST_SHARE, ModelRegistry
 from analyst.store import Store
@@ -40,8 +48,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALERT_QUALITY", "BACKTEST_MIN", "BACKTEST_SHARE", "DECISIONS", "DEFAULT_ALERT_BUDGET", "REASON_CODES",
-    "CaseView", "ConflictError", "Decision", "Job", "ModelHandle", "Workbench",
+    "CaseView", "ConflictError", "Decision", "Job", "ModelHandle", "Ring", "RingDecision", "Workbench",
 ]
+
+JOB_WAIT_ON_CLOSE_S = 120.0   # close() lets a running rescore finish before the store closes
 
 
 class Workbench:
@@ -55,8 +65,10 @@ class Workbench:
         self.cases = Cases(self.store, self.explanations)
         self.reviews = Reviews(self.store, settings.second_review_share, self.case, self.current_version)
         self.jobs = Jobs()
+        self._rescore_lock = threading.Lock()   # one linked rescore at a time (they share the tables)
 
     def close(self) -> None:
+        self.jobs.wait(JOB_WAIT_ON_CLOSE_S)
         self.store.close()
 
     # ------------------------------------------------------------------ models
@@ -116,9 +128,15 @@ class Workbench:
 
     # ------------------------------------------------------------------ queue and cases
     def queue(self, *, statuses: Sequence[str] = OPEN_STATUSES, min_risk: float = 0.0, max_risk: float = 1.0,
-              event_types: Sequence[str] = (), since=None, until=None, sort: str = "risk") -> pd.DataFrame:
-        return self.cases.queue(statuses=statuses, min_risk=min_risk, max_risk=max_risk,
-                                event_types=event_types, since=since, until=until, sort=sort)
+              event_types: Sequence[str] = (), since=None, until=None, sort: str = "risk",
+              group_rings: bool = False) -> pd.DataFrame:
+        """Cases (see `Cases.queue`) with their ring (`ring_id`, `ring_size`), `risk_now` and the
+        tag "risk rose after a linked decision"; `group_rings`: one row per ring."""
+        queue = self.cases.queue(statuses=statuses, min_risk=min_risk, max_risk=max_risk,
+                                 event_types=event_types, since=since, until=until, sort=sort)
+        queue = ring_cases.with_rings(queue, self.rings())
+        queue = rescoring.with_rises(queue, rescoring.risk_rises(self.store))
+        return ring_cases.group_rings(queue) if group_rings else queue
 
     def event_types(self) -> list[str]:
         """The event types present in the store (queue filters)."""
@@ -145,10 +163,15 @@ class Workbench:
 
     def decide(self, user_id: str, decision: str, *, analyst: str, reason_code: str, quality: str,
                note: str, case_id: int | None = None, expected_version: int | None = None) -> Decision:
-        """Record an analyst's decision (see `Cases.decide`)."""
-        return self.cases.decide(user_id, decision, analyst=analyst, reason_code=reason_code, quality=quality,
-                                 note=note, case_id=case_id, expected_version=expected_version,
-                                 model_version=self.current_version())
+        """Record an analyst's decision (see `Cases.decide`). A confirmed fraud then rescores
+        the accounts linked to the user in the background (`Decision.rescore_job`)."""
+        result = self.cases.decide(user_id, decision, analyst=analyst, reason_code=reason_code, quality=quality,
+                                   note=note, case_id=case_id, expected_version=expected_version,
+                                   model_version=self.current_version())
+        if decision == "fraud" and self.current_version() is not None:
+            job = self.start_linked_rescore([user_id], decision, analyst=analyst)
+            result = replace(result, rescore_job=job.job_id)
+        return result
 
     # ------------------------------------------------------------------ second review
     def second_reviews_due(self, analyst: str) -> pd.DataFrame:
@@ -190,6 +213,43 @@ class Workbench:
     def refresh_links(self) -> int:
         """Bring the link tables up to date with the stored events (ingest, train and score do)."""
         return self.store.refresh_links()
+
+    def entity(self, kind: str, value: str, max_users: int = link_cases.ENTITY_MAX_USERS) -> dict:
+        """Everyone on one entity value, its use per day and fraud share (see `links.entity`)."""
+        return link_cases.entity(self.store, kind, value, max_users=max_users)
+
+    # ------------------------------------------------------------------ rings
+    def rings(self) -> list[Ring]:
+        """Flagged users linked through small shared values, riskiest ring first (rings.py)."""
+        return ring_cases.rings(self.store)
+
+    def ring_of(self, user_id: str) -> Ring | None:
+        return ring_cases.ring_of(self.store, user_id)
+
+    def decide_ring(self, ring: Ring, decision: str, *, analyst: str, reason_code: str, quality: str,
+                    note: str) -> RingDecision:
+        """One decision and rationale for a ring as read (a label and audit row per member;
+        conflicts reported); a fraud decision rescores the ring's linked accounts in the background."""
+        result = ring_cases.decide_ring(self.cases, ring, decision, analyst=analyst, reason_code=reason_code,
+                                        quality=quality, note=note, model_version=self.current_version())
+        if decision == "fraud" and result.decided and self.current_version() is not None:
+            job = self.start_linked_rescore([d.user_id for d in result.decided], decision, analyst=analyst)
+            result = replace(result, rescore_job=job.job_id)
+        return result
+
+    def start_linked_rescore(self, user_ids: Sequence[str], decision: str | None = None, *,
+                             analyst: str = "system") -> Job:
+        """Rescore the accounts linked to `user_ids` with the current model, in a background
+        thread (rescoring.rescore_linked); the job's result lists the cases whose risk rose."""
+        model = self.model()
+
+        def work(report: ProgressFn) -> dict:
+            with self._rescore_lock:
+                return rescoring.rescore_linked(self.store, model, list(user_ids), decision=decision,
+                                                actor=analyst, on_progress=report)
+
+        return self.jobs.start("rescore", work, lambda r: f"rescored {r['rescored']} linked account(s); "
+                                                          f"{len(r['rose'])} case(s) rose")
 
     # ------------------------------------------------------------------ data in
     def ingest_events(self, paths, *, fmt: str | None = None, mapping: dict[str, str] | None = None) -> list:

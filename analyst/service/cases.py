@@ -14,7 +14,7 @@ import pandas as pd
 from analyst.service.demo import ground_truth
 from analyst.service.explanations import Explanations, split_window
 from analyst.service.records import CaseView, ConflictError, Decision, ModelHandle
-from analyst.store import Store
+from analyst.store import Store, utcnow
 from analyst.vocab import ALERT_QUALITY, DECISIONS, OPEN_STATUSES, check_choice, check_decision
 
 QUEUE_COLUMNS = ["case_id", "user_id", "risk", "top_reason", "tags", "age_days", "status", "assignee",
@@ -97,7 +97,9 @@ class Cases:
     def case(self, model: ModelHandle | None, user_id: str, *, fresh: bool = False) -> CaseView:
         """Everything the case page shows about one user, all of it by `model` (None: no model
         yet, the timeline alone). The timeline is read once."""
-        full = self.store.timeline(user_id, signals=model is not None and model.reads_signals)
+        signals = model is not None and model.reads_signals
+        # the scoring-time view, as the queue scored it (analyst/service/scoring.py)
+        full = self.store.timeline(user_id, signals=signals, known_at=utcnow() if signals else None)
         if full.empty:
             raise LookupError(f"user {user_id!r} has no events in {self.store.path}")
         if model is None:
@@ -134,7 +136,7 @@ class Cases:
     # ------------------------------------------------------------------ decisions
     def decide(self, user_id: str, decision: str, *, analyst: str, reason_code: str, quality: str,
                note: str, case_id: int | None = None, expected_version: int | None = None,
-               model_version: str | None = None) -> Decision:
+               model_version: str | None = None, context: dict | None = None) -> Decision:
         """Record an analyst's decision: a label row (not for escalate), an audit row, the case update.
 
         All three are written in one transaction by the store. When `expected_version` is given and
@@ -152,7 +154,7 @@ class Cases:
         result = self.store.record_decision(
             user_id=user_id, label=DECISIONS[decision], as_of=last["ts"].iloc[-1], analyst=analyst,
             reason=reason_code, note=note.strip(), quality=quality, decision=decision, case_id=case_id,
-            expected_version=expected_version, model_version=model_version,
+            expected_version=expected_version, model_version=model_version, context=context,
         )
         if result is None:
             raise ConflictError(f"case {case_id} was changed by someone else; reload it (your note was not lost)",

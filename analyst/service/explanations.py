@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analyst.service.records import ModelHandle
-from analyst.store import Store
+from analyst.store import Store, utcnow
 
 
 class Explanations:
@@ -27,7 +27,9 @@ class Explanations:
         """(window, history) up to `until` when given: the most recent events the model reads (its
         max_events) and the user's earlier ones. The history sets the first-time flags and the
         first gap (models.tokenizer), so the case page's risk is the one the queue scored."""
-        full = self.store.timeline(user_id, until=until, signals=model.reads_signals)
+        # now: the scoring-time view the queue scored with; a past `until` reads the causal values
+        known_at = utcnow() if model.reads_signals and until is None else None
+        full = self.store.timeline(user_id, until=until, signals=model.reads_signals, known_at=known_at)
         if full.empty:
             when = f" at or before {until}" if until is not None else ""
             raise LookupError(f"user {user_id!r} has no events{when} in {self.store.path}")
@@ -73,7 +75,8 @@ class Explanations:
         ref_ids, ref_emb, ref_labels = self._reference_embeddings(model)
         if len(ref_ids) == 0:
             return pd.DataFrame(columns=["user_id", "label", "similarity"])
-        full = timeline if timeline is not None else self.store.timeline(user_id, signals=model.reads_signals)
+        full = timeline if timeline is not None else self.store.timeline(
+            user_id, signals=model.reads_signals, known_at=utcnow() if model.reads_signals else None)
         _, query = model.scorer.embed(full)
         keep = np.array([u != user_id for u in ref_ids])
         return nearest_cases(query[0], ref_emb[keep], [u for u, m in zip(ref_ids, keep) if m],

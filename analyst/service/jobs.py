@@ -1,4 +1,5 @@
-"""Background jobs started from the app (retrain): a thread per job, progress the pages poll."""
+"""Background jobs started from the app (retrain, linked rescore): a thread per job, progress the
+pages poll; `wait` lets the owner finish them before it closes the store."""
 from __future__ import annotations
 
 import threading
@@ -14,6 +15,7 @@ class Jobs:
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._threads: dict[str, threading.Thread] = {}
 
     def start(self, kind: str, work: Callable[[ProgressFn], dict], done_message: Callable[[dict], str]) -> Job:
         """Run `work(report)` in a daemon thread; its result dict lands in `job.result`, any
@@ -33,8 +35,18 @@ class Jobs:
             finally:
                 job.done = True
 
-        threading.Thread(target=run, name=f"sleuth-{kind}-{job.job_id}", daemon=True).start()
+        thread = threading.Thread(target=run, name=f"sleuth-{kind}-{job.job_id}", daemon=True)
+        self._threads[job.job_id] = thread
+        thread.start()
         return job
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every running job (at most `timeout` seconds in all); True when none is left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._threads.values()):
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            thread.join(left)
+        return not any(t.is_alive() for t in self._threads.values())
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)

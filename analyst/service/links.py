@@ -4,7 +4,7 @@ with a user, the riskiest first, with their latest case; one or two hops out.
 from __future__ import annotations
 
 from analyst.store import Store
-from analyst.store.links import EntityLinks
+from analyst.store.links import EntityLinks, LinkConfig
 
 DEPTHS = (1, 2)
 DEFAULT_MAX_USERS = 20
@@ -55,3 +55,39 @@ def _entity_dict(entity: EntityLinks) -> dict:
     return {"kind": entity.kind, "value": entity.value, "n_users": entity.n_users,
             "users": [{"user_id": u.user_id, "risk": u.risk, "case_id": u.case_id, "decision": u.decision}
                       for u in entity.users]}
+
+
+ENTITY_MAX_USERS = 200
+
+
+def entity(store: Store, kind: str, value: str, max_users: int = ENTITY_MAX_USERS) -> dict:
+    """One entity value (`kind` one of the link kinds: device, ip, address, payment_method, item)
+    as the entity page shows it: `{"kind", "value", "n_users", "n_events", "first_ts", "last_ts",
+    "fraud_users", "legit_users", "fraud_share", "users": [{"user_id", "risk", "n_events",
+    "first_ts", "last_ts", "label", "case_id", "decision"}], "daily": [{"day", "events",
+    "users"}]}`. `fraud_share` is fraud among its users with a label (None while none has one);
+    `users` lists the `max_users` riskiest. LookupError (one line) for an unknown kind or value."""
+    kinds = LinkConfig().kinds
+    if kind not in kinds:
+        raise LookupError(f"kind={kind!r}: expected one of {', '.join(kinds)}")
+    if not str(value or "").strip():
+        raise LookupError("value: an entity value is required, e.g. /entity?kind=device&value=d000123")
+    found = store.entity(kind, value, max_users=max_users)
+    if found is None:
+        raise LookupError(f"no {kind} {value!r} in the store's linked accounts")
+    labelled = found["fraud_users"] + found["legit_users"]
+    users = found.pop("users")
+    daily = found.pop("daily")
+    found.pop("column", None)
+    return {**found, "fraud_share": found["fraud_users"] / labelled if labelled else None,
+            "users": [{k: _plain(v) for k, v in row.items()} for row in users.to_dict("records")],
+            "daily": [{"day": str(r["day"])[:10], "events": int(r["events"]), "users": int(r["users"])}
+                      for r in daily.to_dict("records")]}
+
+
+def _plain(value):
+    """A JSON-friendly cell: NaN / NaT as None, numpy numbers as Python numbers."""
+    import pandas as pd
+    if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value

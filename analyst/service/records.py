@@ -69,6 +69,7 @@ class Decision:
     user_id: str
     decision: str
     next_case_id: int | None
+    rescore_job: str | None = None   # the background rescore of linked accounts (a fraud decision)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pandas as pd
 from analyst.sampling import QueueMix, queue_draw
 from analyst.service.explanations import Explanations
 from analyst.service.records import ModelHandle, ProgressFn
-from analyst.store import Store
+from analyst.store import Store, utcnow
 
 DEFAULT_ALERT_BUDGET = 50
 
@@ -19,8 +19,13 @@ DEFAULT_ALERT_BUDGET = 50
 def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
               budget: int | None = DEFAULT_ALERT_BUDGET, top_pct: float | None = None,
               explain_cases: bool = True, progress: bool = False,
-              on_progress: ProgressFn | None = None, mix: QueueMix | None = None) -> dict:
+              on_progress: ProgressFn | None = None, mix: QueueMix | None = None,
+              scoring_view: bool = True) -> dict:
     """Score every user with `model`, store the scores and open cases by an alert budget.
+
+    `scoring_view`: each user's last event reads the entity fraud counts as known now (every
+    label decided so far; analyst/store/signals.py `attach`), as a new event would; False scores
+    with the causal values of training. Measured by bench/scoring_view.py (README, Measured).
 
     Cases go to the riskiest users without a label yet: the top `budget` users, or the top
     `top_pct` percent when given. With `mix` (an `analyst.sampling.QueueMix`) the label queue
@@ -40,7 +45,8 @@ def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
     if model.reads_signals:
         store.refresh_signals()
     store.refresh_links()   # cases opened now can be read with their linked accounts
-    events = store.events(signals=model.reads_signals)
+    known_at = utcnow() if scoring_view and model.reads_signals else None
+    events = store.events(signals=model.reads_signals, known_at=known_at)
     if on_progress:
         on_progress(0.15, f"scoring {events['user_id'].nunique():,} users")
     scores = model.scorer.score_users(events, progress=progress)

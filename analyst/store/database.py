@@ -34,6 +34,7 @@ Timestamps are naive UTC everywhere (`TIMESTAMP`). "now" is taken in Python as n
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -44,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from analyst.store import links as link_table
+from analyst.store import rings as ring_table
 from analyst.store import signals as signal_table
 from analyst.store.links import EntityLinks, LinkConfig
 from analyst.store.signals import SignalConfig
@@ -146,6 +148,10 @@ class Store:
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path).expanduser()
         self.read_only = bool(read_only)
+        # one write transaction at a time in this process: a background job (a linked rescore)
+        # and the app's sessions then never fail each other with write-write conflicts; races
+        # on a case are still caught by its version (record_decision's expected_version)
+        self._write_lock = threading.RLock()
         if read_only and not self.path.exists():
             raise FileNotFoundError(f"store {str(self.path)!r} does not exist (read_only=True)")
         if not read_only:
@@ -197,7 +203,7 @@ class Store:
         """A cursor inside a transaction: commit on success, rollback on any error."""
         if self.read_only:
             raise PermissionError(f"store {str(self.path)!r} is open read-only")
-        with self._con.cursor() as cur:
+        with self._write_lock, self._con.cursor() as cur:
             cur.begin()
             try:
                 yield cur
@@ -277,9 +283,10 @@ class Store:
                         "> 0 THEN '1' ELSE '0' END WHERE key = 'events_runs'")
 
     def timeline(self, user_id: str, until: Any = None, limit: int | None = None, *,
-                 signals: bool = False) -> pd.DataFrame:
+                 signals: bool = False, known_at: Any = None) -> pd.DataFrame:
         """One user's events sorted by ts (schema.EVENT_COLUMNS; with `signals`, then the stored
-        signal columns, null for events after the last `refresh_signals`).
+        signal columns, null for events after the last `refresh_signals`; with `known_at` too,
+        the last event's entity fraud signals as known then: signals.attach).
 
         `until` (inclusive) cuts later events; `limit` keeps the most recent N, still ts-ascending.
         An unknown user gives an empty frame.
@@ -296,12 +303,14 @@ class Store:
             table = table.sort_by(_TIMELINE_ORDER)
             if not signals:
                 return table.drop_columns(["event_id"]).to_pandas(split_blocks=True)
-            return signal_table.attach(cur, table.to_pandas(split_blocks=True), [str(user_id)])
+            return signal_table.attach(cur, table.to_pandas(split_blocks=True), [str(user_id)],
+                                       known_at=to_utc(known_at, "known_at"))
 
     def events(self, user_ids: Sequence[str] | None = None, until: Any = None, *,
-               signals: bool = False) -> pd.DataFrame:
+               signals: bool = False, known_at: Any = None) -> pd.DataFrame:
         """All events (or those of `user_ids`), sorted by (user_id, ts): for training and scoring.
-        `signals`: with the stored signal columns (as in `timeline`)."""
+        `signals`: with the stored signal columns (as in `timeline`; `known_at`: scoring-time
+        view of each user's last event, for scoring, never for training)."""
         until = to_utc(until, "until")
         with self._con.cursor() as cur:
             sql = _SQL_EVENTS if not signals else _SQL_EVENTS_WITH_ID
@@ -323,7 +332,9 @@ class Store:
                 # else: one sorted run, and DuckDB keeps insertion order for a plain (filtered)
                 # scan (preserve_insertion_order): no sort, 10M events in ~9 s instead of ~16 s
                 frame = _frame(cur, sql, params)
-                return signal_table.attach(cur, frame, user_ids) if signals else frame
+                if not signals:
+                    return frame
+                return signal_table.attach(cur, frame, user_ids, known_at=to_utc(known_at, "known_at"))
             finally:
                 cur.rollback()
 
@@ -367,6 +378,25 @@ class Store:
                 return found
             finally:
                 cur.rollback()
+
+    def entity(self, kind: str, value: str, *, max_users: int = 200) -> dict | None:
+        """One entity value and everyone on it (see `links.entity_detail`); None when unknown.
+        Reads what the last `refresh_links` stored (ValueError before the first one)."""
+        max_users = positive_int(max_users, "max_users")
+        if max_users > link_table.MAX_LISTED:
+            raise ValueError(f"max_users={max_users}: at most {link_table.MAX_LISTED} users are listed per value")
+        with self._con.cursor() as cur:
+            cur.begin()                       # one snapshot for the totals, users and days
+            try:
+                return link_table.entity_detail(cur, str(kind), str(value), max_users=max_users)
+            finally:
+                cur.rollback()
+
+    def shared_values(self, user_ids: Sequence[str], *, kinds: Sequence[str], max_users: int) -> pd.DataFrame:
+        """(user_id, kind, value, n_users) for each of `user_ids` on a value of `kinds` that
+        another of them used too and at most `max_users` accounts used in all (rings.py)."""
+        with self._con.cursor() as cur:
+            return ring_table.shared_values(cur, user_ids, kinds=kinds, max_users=max_users)
 
     def users(self, *, limit: int | None = None, offset: int = 0,
               search: str | None = None) -> pd.DataFrame:
@@ -771,10 +801,11 @@ class Store:
                         reason: str | None, note: str | None, decision: str,
                         quality: str | None = None, case_id: int | None = None,
                         expected_version: int | None = None,
-                        model_version: str | None = None) -> int | None:
+                        model_version: str | None = None, context: dict | None = None) -> int | None:
         """An analyst's decision, in ONE transaction: a label row (unless `label` is None, e.g.
         escalate), the case update (status 'escalated' for decision 'escalate', else 'decided')
-        and an audit row (quality, model_version, label_id in its detail).
+        and an audit row (quality, model_version, label_id and `context`, e.g. the ring the
+        decision was made for, in its detail).
 
         Returns the new label_id; 0 when no label was written (escalate); None when the case is
         missing or changed since `expected_version` (then nothing is written).
@@ -810,7 +841,8 @@ class Store:
                 _write_audit(cur, now, analyst, "decide", user_id=str(user_id), case_id=case_id,
                              old=old_status, new=decision,
                              detail={"label": label, "label_id": label_id or None, "reason": reason,
-                                     "quality": quality, "model_version": model_version, "note": note})
+                                     "quality": quality, "model_version": model_version, "note": note,
+                                     **(context or {})})
         except (_Conflict, duckdb.TransactionException):
             return None
         return int(label_id)
@@ -822,6 +854,10 @@ class Store:
         with self._tx() as cur:
             _write_audit(cur, utcnow(), actor, action, user_id=user_id, case_id=case_id, old=old, new=new,
                          detail=detail)
+
+    def audit_actions(self, action: str) -> pd.DataFrame:
+        """Audit records of one action (e.g. 'risk_rose'), oldest first."""
+        return self._read("SELECT * FROM sleuth.audit WHERE action = ? ORDER BY audit_id", [str(action)])
 
     def audit(self, user_id: str | None = None) -> pd.DataFrame:
         """Audit records (of one user, if given), oldest first."""

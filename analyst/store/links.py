@@ -323,3 +323,68 @@ def entity_links(cur: duckdb.DuckDBPyConnection, center: str, *, max_users: int,
         out.append(EntityLinks(str(kind), str(value), int(n_users), tuple(linked)))
     order = {k: i for i, k in enumerate(kinds)}
     return sorted(out, key=lambda e: (order.get(e.kind, len(order)), e.kind, -e.n_users, e.value))
+
+
+_SQL_VALUE = "SELECT vid FROM sleuth.entity_values WHERE kind = ? AND value = ?"
+_SQL_VALUE_TOTALS = ("SELECT count(*), sum(n_events), min(first_ts), max(last_ts) "
+                     "FROM sleuth.entity_users WHERE vid = ?")
+_SQL_VALUE_LABELS = (
+    "SELECT count(*) FILTER (WHERE label = 1), count(*) FILTER (WHERE label = 0) FROM ("
+    "  SELECT arg_max(l.label, l.label_id) AS label FROM sleuth.labels l "
+    "  JOIN sleuth.link_users u ON u.user_id = l.user_id JOIN sleuth.entity_users e ON e.uid = u.uid "
+    "  WHERE e.vid = ? AND l.label IS NOT NULL GROUP BY l.user_id)"
+)
+_SQL_VALUE_USERS = (
+    "SELECT u.user_id, u.risk, e.n_events, e.first_ts, e.last_ts, lab.label FROM sleuth.entity_users e "
+    "JOIN sleuth.link_users u ON u.uid = e.uid "
+    "LEFT JOIN (SELECT user_id, arg_max(label, label_id) AS label FROM sleuth.labels "
+    "  WHERE label IS NOT NULL GROUP BY user_id) lab ON lab.user_id = u.user_id "
+    "WHERE e.vid = ? ORDER BY u.risk DESC NULLS LAST, u.user_id LIMIT ?"
+)
+
+
+# per day: only the value's users' events are read (the events table is sorted by user_id)
+_SQL_VALUE_DAILY = (
+    "SELECT CAST(date_trunc('day', ts) AS DATE) AS day, count(*) AS events, count(DISTINCT user_id) AS users "
+    "FROM sleuth.events WHERE user_id IN (SELECT u.user_id FROM sleuth.entity_users e "
+    "JOIN sleuth.link_users u ON u.uid = e.uid WHERE e.vid = ?) AND "
+)
+
+
+def entity_column(cur: duckdb.DuckDBPyConnection, kind: str) -> str | None:
+    """The event column whose values are entities of `kind` in the current link tables, or None."""
+    config = json.loads(read_meta(cur, _META_CONFIG) or "{}")
+    for column in config.get("entity_columns", ()):
+        if entity_prefix(column) == kind:
+            return column
+    return None
+
+
+def entity_detail(cur: duckdb.DuckDBPyConnection, kind: str, value: str, *, max_users: int) -> dict | None:
+    """One entity value: distinct users and events on it, first / last use, how many of its users'
+    latest labels say fraud / legit, its `max_users` riskiest users (user_id, risk, n_events,
+    first_ts, last_ts, label, case_id, decision) and its events and users per day. None when the
+    link tables do not know the value; ValueError before the first refresh. Run it in one
+    transaction (a snapshot)."""
+    if not has_tables(cur):
+        raise ValueError("the store has no links yet: run Store.refresh_links() (sleuth ingest / "
+                         "train / score do)")
+    column = entity_column(cur, kind)
+    found = cur.execute(_SQL_VALUE, [str(kind), str(value)]).fetchall() if column else []
+    if not found:
+        return None
+    vid = found[0][0]
+    n_users, n_events, first_ts, last_ts = cur.execute(_SQL_VALUE_TOTALS, [vid]).fetchall()[0]
+    fraud, legit = cur.execute(_SQL_VALUE_LABELS, [vid]).fetchall()[0]
+    users = cur.execute(_SQL_VALUE_USERS, [vid, int(max_users)]).df()
+    cases = {u: (c, d) for u, c, d in cur.execute(_SQL_LAST_CASES, [users["user_id"].tolist()]).fetchall()}
+    users["case_id"] = [cases.get(u, (None, None))[0] for u in users["user_id"]]
+    users["decision"] = [cases.get(u, (None, None))[1] for u in users["user_id"]]
+    # per day: only the value's users' events are read (the events table is sorted by user_id);
+    # `column` is a name from the checked link config, never from the caller
+    if column not in ENTITY_COLUMNS:     # a name from the checked link config, never from the caller
+        raise ValueError(f"links config names {column!r}, not an entity column of {ENTITY_COLUMNS}")
+    daily = cur.execute(_SQL_VALUE_DAILY + column + " = ? GROUP BY 1 ORDER BY 1", [vid, str(value)]).df()
+    return {"kind": str(kind), "value": str(value), "column": column, "n_users": int(n_users),
+            "n_events": int(n_events or 0), "first_ts": first_ts, "last_ts": last_ts,
+            "fraud_users": int(fraud), "legit_users": int(legit), "users": users, "daily": daily}

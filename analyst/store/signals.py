@@ -15,7 +15,7 @@ import pandas as pd
 
 from analyst.store.schema import read_meta, write_meta
 from models.signals import (  # noqa: F401  (re-exported for the store's callers)
-    LOOKBACK, USER_SIGNALS, SignalConfig, compute, entity_signals, frame_signals, signal_columns,
+    LOOKBACK, USER_SIGNALS, SignalConfig, compute, entity_prefix, entity_signals, frame_signals, signal_columns,
 )
 
 _META_CONFIG, _META_EVENT, _META_LABEL = "signals_config", "signals_event_id", "signals_label_id"
@@ -77,10 +77,17 @@ def read(cur: duckdb.DuckDBPyConnection, user_ids: Any = None) -> pd.DataFrame:
     return cur.execute(sql + " ORDER BY user_id, ts, event_id").df()
 
 
-def attach(cur: duckdb.DuckDBPyConnection, frame: pd.DataFrame, user_ids: Any = None) -> pd.DataFrame:
+def attach(cur: duckdb.DuckDBPyConnection, frame: pd.DataFrame, user_ids: Any = None, *,
+           known_at: Any = None) -> pd.DataFrame:
     """`frame` (events with an `event_id` column, any order) with the stored signal columns added
     by event_id and `event_id` dropped; row order kept. Before the first refresh there are none:
-    ValueError (call Store.refresh_signals first)."""
+    ValueError (call Store.refresh_signals first).
+
+    `known_at` (a UTC timestamp): the scoring-time view. Each user's LAST event then gets its
+    entity fraud counts as known at `known_at` instead of at the event (`known_now`): a risk
+    scored now reads every label known now, as a new event would, so an analyst's decision
+    reaches the accounts that share its devices and cards at their next scoring. Every earlier
+    event keeps the causal value it was trained with."""
     if not _has_table(cur):
         raise ValueError("the store has no signals yet: run Store.refresh_signals() (sleuth train / "
                          "score do) before reading events with signals")
@@ -89,4 +96,63 @@ def attach(cur: duckdb.DuckDBPyConnection, frame: pd.DataFrame, user_ids: Any = 
     joined = values.reindex(frame["event_id"].to_numpy())
     for col in values.columns:
         out[col] = joined[col].to_numpy(dtype="float64")
+    if known_at is not None and len(frame):
+        config = SignalConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in json.loads(read_meta(cur, _META_CONFIG) or "{}").items()})
+        last = (frame.reset_index(drop=True).assign(_row=range(len(frame)))
+                .sort_values(["user_id", "ts", "event_id"], kind="stable").groupby("user_id").tail(1))
+        now = known_now(cur, config, last["event_id"].tolist(), known_at)
+        if not now.empty:
+            rows = last.set_index("event_id").loc[now.index, "_row"].to_numpy()
+            for col in now.columns:
+                if col in out.columns:
+                    out.loc[rows, col] = now[col].to_numpy(dtype="float64")
+    return out
+
+
+_SQL_KNOWN_LABELS = (
+    "WITH lab AS (SELECT user_id, arg_max(label, (known_at, label_id)) AS label FROM ("
+    "  SELECT user_id, CAST(label AS DOUBLE) AS label, label_id, "
+    "  least(as_of + to_seconds(CAST($delay AS DOUBLE)), decided_at) AS known_at FROM sleuth.labels) "
+    "  WHERE known_at <= CAST($now AS TIMESTAMP) GROUP BY user_id), "
+    "per_value AS (SELECT e.vid, count(*) AS known, sum(l.label) AS fraud FROM lab l "
+    "  JOIN sleuth.link_users u ON u.user_id = l.user_id JOIN sleuth.entity_users e ON e.uid = u.uid "
+    "  GROUP BY e.vid), "
+    "t AS (SELECT * FROM sleuth.events WHERE event_id = ANY($ids)) "
+    "SELECT t.event_id, own.label AS own_label"
+)
+
+
+def known_now(cur: duckdb.DuckDBPyConnection, config: SignalConfig, event_ids: list[int],
+              known_at: Any) -> pd.DataFrame:
+    """Entity fraud signals of `event_ids` with the labels known at `known_at`: per entity
+    column p, `p_fraud_users` (other users on the value labelled fraud) and `p_fraud_share`
+    (their share of the other users on it with a known label; null while none), indexed by
+    event_id. Who used a value comes from the link tables (analyst/store/links.py): an empty
+    frame before their first refresh. Same rules as models/signals.py: a label is known
+    `label_delay_days` after its as_of or at decided_at, whichever first; the latest known label
+    of a user counts; the user's own label never counts."""
+    from analyst.store.links import has_tables
+    if not event_ids or not config.entity_columns or not has_tables(cur):
+        return pd.DataFrame()
+    prefixes = [entity_prefix(c) for c in config.entity_columns]
+    selects, joins = [], []
+    for i, (c, p) in enumerate(zip(config.entity_columns, prefixes)):   # names from the checked config
+        selects.append(f"t.{c} IS NOT NULL AS has_{i}, coalesce(pv{i}.known, 0) AS known_{i}, "
+                       f"coalesce(pv{i}.fraud, 0) AS fraud_{i}")
+        joins.append(f" LEFT JOIN sleuth.entity_values v{i} ON v{i}.kind = '{p}' AND v{i}.value = t.{c}"
+                     f" LEFT JOIN per_value pv{i} ON pv{i}.vid = v{i}.vid")
+    sql = (_SQL_KNOWN_LABELS + ", " + ", ".join(selects) + " FROM t LEFT JOIN lab own ON own.user_id = t.user_id"
+           + "".join(joins))
+    raw = cur.execute(sql, {"ids": [int(e) for e in event_ids], "now": pd.Timestamp(known_at).to_pydatetime(),
+                            "delay": config.label_delay_days * 86400.0}).df().set_index("event_id")
+    own = raw["own_label"].astype("float64")
+    out = pd.DataFrame(index=raw.index)
+    for i, p in enumerate(prefixes):
+        has = raw[f"has_{i}"].astype(bool)
+        # clipped: while the links lag the events, a user's own pair may not be counted yet
+        known = (raw[f"known_{i}"].astype("float64") - own.notna().astype("float64")).clip(lower=0.0)
+        fraud = (raw[f"fraud_{i}"].astype("float64") - own.fillna(0.0)).clip(lower=0.0)
+        out[p + "_fraud_users"] = fraud.where(has)
+        out[p + "_fraud_share"] = (fraud / known).where(has & (known > 0))
     return out

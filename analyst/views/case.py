@@ -1,6 +1,8 @@
 """Case page (`case?user=ID`): one user's timeline, risk, explanation, what-if, decision, report."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -8,11 +10,12 @@ import streamlit as st
 from analyst import charts, report
 from analyst.service import ConflictError
 from analyst.vocab import ALERT_QUALITY, DECISION_LABELS, LABEL_WORDS, REASON_CODES, WHY_LABELS
-from models.contracts import CASE_COLUMNS, FIELDS_BY_NAME
+from models.contracts import CASE_COLUMNS
 from analyst.views import chart, common
 
 CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
 FLASH_KEY = "case_flash"     # the last decision, shown once after the rerun that records it
+RING_FLASH_KEY = "case_ring_flash"  # the last ring decision of this tab, shown on its member's page
 CONFLICT_KEY = "case_conflict"  # {"user_id", "decision", "note"}: this tab's decision that lost a race
 # reason codes that contradict a decision (a UI consistency check before anything is written)
 # the events table: time and type, the model's view of each event, then the field table's columns
@@ -72,6 +75,39 @@ def _int(value: object) -> int | None:
 def _tour(step: int, text: str) -> None:
     if demo:
         st.info(f"**Guided walk, step {step}.** {text}", icon=":material/school:")
+
+
+def _report_links(user_id: str) -> dict | None:
+    """The linked accounts for the case report (None when the store has no links yet)."""
+    try:
+        return wb.links(user_id, max_users=charts.NETWORK_MAX_PER_ENTITY)
+    except (LookupError, ValueError):
+        return None
+
+
+def rescore_progress(job_id: str | None) -> None:
+    """The background rescore of linked accounts a fraud decision started: progress, then result."""
+    job = wb.job(job_id) if job_id else None
+    if job is None:
+        return
+    if job.done:
+        if job.error:
+            st.error(f"Rescoring linked accounts failed: {job.error}", icon=":material/error:")
+        else:
+            rose = job.result.get("rose", [])
+            st.info(f"Linked accounts rescored: {job.message}."
+                    + (" Risk rose for: " + ", ".join(f"{r['user_id']} ({r['old']:.0%} -> {r['new']:.0%})"
+                                                        for r in rose[:8]) if rose else ""),
+                    icon=":material/hub:")
+        return
+
+    @st.fragment(run_every=1.0)
+    def poll() -> None:
+        if job.done:
+            st.rerun()   # the whole page: the result replaces the progress bar
+        st.progress(min(max(job.progress, 0.0), 1.0), text=f"Rescoring linked accounts: {job.message}")
+
+    poll()
 
 
 # ---------------------------------------------------------------------------------- which user
@@ -138,7 +174,7 @@ if blind:
 with head_r:
     st.download_button(
         "Download case report", icon=":material/download:", width="stretch",
-        data=lambda: report.case_report_html(view, masked=demo, analyst=me),
+        data=lambda: report.case_report_html(view, masked=demo, analyst=me, links=_report_links(view.user_id)),
         file_name=report.report_filename(view.user_id, view.model_version), mime="text/html",
         key=f"report_{view.user_id}", on_click="ignore",
     )
@@ -277,11 +313,13 @@ with decide_col:
                 st.session_state.pop(CONFLICT_KEY, None)
                 st.session_state[FLASH_KEY] = {"user_id": view.user_id, "decision": decision.decision,
                                                "analyst": me, "next_case_id": decision.next_case_id,
-                                               "case_id": decision.case_id}
+                                               "case_id": decision.case_id,
+                                               "rescore_job": decision.rescore_job}
                 st.session_state.pop(CACHE_KEY, None)
                 st.rerun()
     if flash:
         st.success("Decision recorded", icon=":material/check_circle:")
+        rescore_progress(flash.get("rescore_job"))
         if st.button("Next case", type="primary", icon=":material/arrow_forward:", key="case_next_after",
                      width="stretch"):
             st.session_state.pop(FLASH_KEY, None)
@@ -395,34 +433,95 @@ LINKS_OPENED = 5   # the riskiest linked users get a one-click link to their cas
 
 def _link_value(kind: str, value: str) -> str:
     """An entity value as shown: masked in demo mode like the events table masks its column."""
-    column = kind + "_id" if kind + "_id" in FIELDS_BY_NAME else kind
-    field = FIELDS_BY_NAME.get(column)
-    if demo and field is not None and field.masked:
-        return charts.mask_value(value, field.mask_prefix or column) or ""
-    return str(value)
+    return charts.mask_entity(kind, value) if demo else str(value)
 
 
-def linked_rows(doc: dict) -> pd.DataFrame:
-    """One row per (shared entity value, linked user), devices and cards first; values only this
-    user has are left out; at most LINK_ITEMS_SHOWN items (the riskiest)."""
+def entity_url(kind: str, value: str) -> str:
+    """The shareable entity page of one value (the URL carries the value itself)."""
+    return f"entity?kind={quote(str(kind))}&value={quote(str(value), safe='')}"
+
+
+def shared_entities(doc: dict) -> list[dict]:
+    """The values this user shares with another account, devices and cards first; at most
+    LINK_ITEMS_SHOWN items (the riskiest)."""
     order = {k: i for i, k in enumerate(LINK_KIND_ORDER)}
     shared = [e for e in doc["entities"] if e["n_users"] > 1 and e["users"]]
     items = sorted((e for e in shared if e["kind"] == "item"),
                    key=lambda e: -max((u["risk"] or 0.0) for u in e["users"]))[:LINK_ITEMS_SHOWN]
-    shared = sorted([e for e in shared if e["kind"] != "item"] + items,
-                    key=lambda e: (order.get(e["kind"], len(order)), -e["n_users"]))
+    return sorted([e for e in shared if e["kind"] != "item"] + items,
+                  key=lambda e: (order.get(e["kind"], len(order)), -e["n_users"]))
+
+
+def linked_rows(doc: dict) -> pd.DataFrame:
+    """One row per (shared entity value, linked user), as `shared_entities` orders them."""
     rows = [{"shared": e["kind"].replace("_", " "), "value": _link_value(e["kind"], e["value"]),
              "accounts": e["n_users"] - 1, "user_id": u["user_id"], "risk": u["risk"],
              "decision": u["decision"] or ("open case" if u["case_id"] is not None else ""),
-             "link": f"case?user={u['user_id']}"}
-            for e in shared for u in e["users"]]
-    return pd.DataFrame(rows, columns=["shared", "value", "accounts", "user_id", "risk", "decision", "link"])
+             "link": f"case?user={u['user_id']}", "entity": entity_url(e["kind"], e["value"])}
+            for e in shared_entities(doc) for u in e["users"]]
+    return pd.DataFrame(rows, columns=["shared", "value", "accounts", "user_id", "risk", "decision", "link",
+                                       "entity"])
+
+
+def ring_panel() -> None:
+    """This user's ring (flagged users linked through small shared values) and one decision for it."""
+    ring = wb.ring_of(view.user_id)
+    done = st.session_state.get(RING_FLASH_KEY)
+    if done and done.get("user_id") == view.user_id:
+        st.success(f"Ring {done['ring_id']}: {done['decided']} case(s) decided as "
+                   f"{DECISION_LABELS.get(done['decision'], done['decision'])}.", icon=":material/check_circle:")
+        for user, case_id, why in done["conflicts"]:
+            st.warning(f"Not changed: case {case_id} (user {user}) {why}.", icon=":material/sync_problem:")
+        rescore_progress(done.get("rescore_job"))
+    if ring is None:
+        return
+    with st.container(border=True):
+        st.markdown(f"**Ring case {ring.ring_id}**: {len(ring.members)} flagged accounts linked through "
+                    f"{len(ring.shared)} shared value{'s' if len(ring.shared) != 1 else ''} "
+                    f"(highest risk {common.pct(ring.risk)}).")
+        members = pd.DataFrame([{"user_id": m.user_id, "case_id": m.case_id, "risk": m.risk, "status": m.status,
+                                 "link": f"case?user={m.user_id}"} for m in ring.members])
+        st.dataframe(members, hide_index=True, width="stretch", key=f"ring_{ring.ring_id}",
+                     column_config={"user_id": "User", "case_id": "Case",
+                                    "risk": st.column_config.ProgressColumn("Risk", min_value=0.0, max_value=1.0,
+                                                                           format="%.2f"),
+                                    "status": "Status", "link": st.column_config.LinkColumn("Open", display_text="open")})
+        st.caption("Shared: " + "; ".join(f"{k.replace('_', ' ')} {_link_value(k, v)} ({n} of them)"
+                                          for k, v, n in ring.shared[:6]))
+        with st.form(f"ring_form_{ring.ring_id}", border=False, enter_to_submit=False):
+            st.caption("Decide the whole ring: one outcome and one rationale; each account still gets its own "
+                       "label and audit row, and a case someone changed meanwhile is left as it is.")
+            r1, r2 = st.columns(2)
+            reason = r1.selectbox("Reason code", REASON_CODES, index=None, placeholder="choose a reason",
+                                  format_func=lambda r: r.replace("_", " ").capitalize(), key=f"ring_reason_{ring.ring_id}")
+            quality = r2.radio("Alert quality", ALERT_QUALITY, index=0, horizontal=True,
+                               format_func=lambda q: q.capitalize(), key=f"ring_quality_{ring.ring_id}")
+            note = st.text_area("Rationale for the ring", height=70, key=f"ring_note_{ring.ring_id}",
+                                placeholder="Why these accounts belong together (required)")
+            f1, f2 = st.columns(2)
+            pressed = ("fraud" if f1.form_submit_button("Confirm fraud for the ring", type="primary", width="stretch")
+                       else "legit" if f2.form_submit_button("Reject for the ring", width="stretch") else None)
+        if pressed:
+            if not me:
+                st.error("Enter your name in the sidebar first: decisions are recorded with the analyst's name.")
+            elif reason is None:
+                st.error("Choose a reason code for the ring decision.")
+            else:
+                with common.guard("Could not record the ring decision"):
+                    result = wb.decide_ring(ring, pressed, analyst=me, reason_code=reason, quality=quality, note=note)
+                    st.session_state[RING_FLASH_KEY] = {
+                        "user_id": view.user_id, "ring_id": result.ring_id, "decision": pressed,
+                        "decided": len(result.decided), "conflicts": list(result.conflicts),
+                        "rescore_job": result.rescore_job}
+                    st.session_state.pop(CACHE_KEY, None)
+                    st.rerun()
 
 
 def linked_panel() -> None:
     """Other accounts on this user's devices, cards, addresses, IPs and items, riskiest first."""
+    ring_panel()
     try:
-        doc = wb.links(view.user_id, max_users=10)
+        doc = wb.links(view.user_id, max_users=charts.NETWORK_MAX_PER_ENTITY)
     except (LookupError, ValueError) as err:
         st.info(f"No linked accounts to show: {err}")
         return
@@ -432,13 +531,18 @@ def linked_panel() -> None:
         return
     users = rows["user_id"].nunique()
     st.caption(f"{users} other account{'s' if users != 1 else ''} share a device, card, address, IP "
-               "or item with this user (up to 10 per value, riskiest first; risk from the current model).")
+               "or item with this user (up to 10 per value, riskiest first; risk from the current model). "
+               "Colour: risk; x: confirmed fraud, open circle: legit, diamond: escalated.")
+    chart.show(charts.links_network({"user_id": doc["user_id"], "entities": shared_entities(doc)},
+                                    label=_link_value),
+               key=f"network_{view.user_id}", config={"displayModeBar": False})
     st.dataframe(
         rows, hide_index=True, width="stretch", key=f"links_{view.user_id}",
         column_config={"shared": "Shared", "value": "Value", "accounts": "Other accounts on it",
                        "user_id": "Linked user",
                        "risk": st.column_config.ProgressColumn("Risk", min_value=0.0, max_value=1.0, format="%.2f"),
-                       "decision": "Decision", "link": st.column_config.LinkColumn("Open", display_text="open")},
+                       "decision": "Decision", "link": st.column_config.LinkColumn("Open", display_text="open"),
+                       "entity": st.column_config.LinkColumn("Entity page", display_text="everyone on it")},
     )
     riskiest = (rows.assign(r=rows["risk"].fillna(-1.0)).sort_values("r", ascending=False, kind="stable")
                 .drop_duplicates("user_id").head(LINKS_OPENED))

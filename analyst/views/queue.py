@@ -19,13 +19,15 @@ st.title("Case queue")
 st.caption("Flagged users waiting for review, riskiest first. Pick one, or let **Next case** choose.")
 
 with st.container(border=True):
-    c1, c2, c3, c4, c5 = st.columns([1.7, 1.1, 1.4, 1.2, 1.1])
+    c1, c2, c3, c4, c5, c6 = st.columns([1.6, 1.1, 1.3, 1.1, 1.1, 0.9], vertical_alignment="bottom")
     statuses = c1.multiselect("Status", STATUSES, default=["open", "claimed", "escalated"], key="q_status")
     risk_range = c2.slider("Risk", 0.0, 1.0, (0.0, 1.0), step=0.01, key="q_risk", format="%.2f")
     event_types = c3.multiselect("Has event types", wb.event_types(), key="q_types",
                                  placeholder="any event type")
     dates = c4.date_input("Opened between", value=[], key="q_dates")
     sort = c5.selectbox("Sort", list(SORTS), format_func=SORTS.get, key="q_sort")
+    grouped = c6.toggle("Group rings", key="q_rings",
+                        help="One row per ring: flagged users linked through a shared device, card, address or IP")
 
 since = until = None
 if isinstance(dates, (tuple, list)) and len(dates) >= 1:
@@ -35,7 +37,8 @@ if isinstance(dates, (tuple, list)) and len(dates) >= 1:
 queue = None
 with common.guard("Could not load the queue"):
     queue = wb.queue(statuses=tuple(statuses) or STATUSES, min_risk=risk_range[0], max_risk=risk_range[1],
-                     event_types=tuple(event_types), since=since, until=until, sort=sort)
+                     event_types=tuple(event_types), since=since, until=until, sort=sort,
+                     group_rings=grouped)
 
 if queue is not None:
     m1, m2, m3, m4, m5 = st.columns([1, 1, 1, 1, 1.4])
@@ -70,7 +73,8 @@ if queue is not None:
                 "(`sleuth score`) to open cases.", icon=":material/inbox:")
     else:
         shown = queue.assign(
-            risk_pct=(queue["risk"] * 100).round(0),
+            risk_pct=(queue["risk_now"] * 100).round(0),
+            ring=[f"{n} accounts" if n else "" for n in queue["ring_size"]],
             why=queue["why"].map(lambda w: WHY_LABELS.get(w, w)),
             assignee=queue["assignee"].fillna("-"),
             link=[f"case?user={u}" for u in queue["user_id"]],
@@ -83,14 +87,19 @@ if queue is not None:
             height=min(38 + 35 * len(shown), 560),
             on_select="rerun",
             selection_mode="single-row",
-            column_order=["risk_pct", "user_id", "top_reason", "tags", "why", "status", "assignee",
+            column_order=["risk_pct", "user_id", "top_reason", "tags", "ring", "why", "status", "assignee",
                           "age_days", "opened_at", "link"],
             column_config={
-                "risk_pct": st.column_config.ProgressColumn("Risk", format="%d%%", min_value=0, max_value=100,
-                                                           width="small"),
+                "risk_pct": st.column_config.ProgressColumn(
+                    "Risk", format="%d%%", min_value=0, max_value=100, width="small",
+                    help="The latest risk: after a linked account's decision rescored it, the new one"),
                 "user_id": st.column_config.TextColumn("User", width="small"),
                 "top_reason": st.column_config.TextColumn("Top reason", width="large"),
                 "tags": st.column_config.ListColumn("Tags", width="small"),
+                "ring": st.column_config.TextColumn(
+                    "Ring", width="small",
+                    help="Flagged accounts linked to this one through a shared device, card, address or IP: "
+                         "open the case's Linked accounts tab to decide the ring at once"),
                 "why": st.column_config.TextColumn(
                     "Why queued", width="small",
                     help="High risk: among the riskiest users. Uncertain: near the alert cut, or the risk head "
