@@ -34,7 +34,7 @@ with st.sidebar:
                       on_change=common.remember_analyst,
                       help="Set SLEUTH_ANALYST or configure login to skip this.")
     else:
-        st.markdown(f"Analyst: **{name}**")
+        st.markdown(f"Analyst: **{common.esc(name)}**")
     st.session_state["_demo_input"] = bool(st.session_state.get(common.DEMO_KEY, False))
     st.toggle("Demo mode", key="_demo_input", on_change=common.remember_demo,
               help="Reveal synthetic ground truth, mask ip and device ids, guided walk through a case.")

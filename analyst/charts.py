@@ -7,6 +7,7 @@ and the HTML report embeds it, so the two always show the same picture.
 from __future__ import annotations
 
 import hashlib
+import html
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -71,9 +72,10 @@ def _type_order(types: Sequence[str]) -> list[str]:
 
 
 def _fmt(value: object) -> str | None:
+    """A data value as hover text: HTML-escaped (Plotly renders <a>, <b>, <br> in hover labels)."""
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = str(value)
+    text = html.escape(str(value))
     return text if text else None
 
 
@@ -81,7 +83,7 @@ def _hover_texts(frame: pd.DataFrame, attribution: str, risk: str) -> list[str]:
     """One hover text per event: type, time, amount and the identifying fields, then the model's view."""
     n = len(frame)
     when = pd.to_datetime(frame["ts"]).dt.strftime("%Y-%m-%d %H:%M:%S").tolist()
-    types = frame["event_type"].astype(str).tolist()
+    types = [html.escape(t) for t in frame["event_type"].astype(str).tolist()]
     lines: list[list[str]] = [[f"<b>#{i} {types[i]}</b>", when[i]] for i in range(n)]
     if "amount" in frame.columns:
         currency = frame["currency"].tolist() if "currency" in frame.columns else [None] * n
@@ -315,7 +317,10 @@ def links_network(doc: Mapping, *, label: Callable[[str, str], str] | None = Non
     legit, diamond escalated, filled circle none yet). One node per user however many values it
     shares; at most `max_per_entity` users drawn per value; the layout is deterministic (same
     doc, same picture). `label(kind, value)` gives the text shown for a value (demo masks)."""
-    label = label or (lambda kind, value: str(value))
+    shown = label or (lambda kind, value: str(value))
+
+    def label(kind: str, value: str) -> str:     # data as text: Plotly renders a few HTML tags
+        return html.escape(shown(kind, value))
     entities = [e for e in doc.get("entities", []) if e.get("users")]
     n_e = max(len(entities), 1)
     ent_xy, user_angles, users = {}, {}, {}
@@ -358,14 +363,14 @@ def links_network(doc: Mapping, *, label: Callable[[str, str], str] | None = Non
                     symbol=[_DECISION_SYMBOLS.get(users[u].get("decision") or "", "circle") for u in order],
                     line=dict(width=2, color="#374151"),
                     colorbar=dict(title=dict(text="risk"), tickformat=".0%", len=0.8, thickness=10)),
-        text=order, textposition="bottom center", textfont=dict(size=10),
-        hovertext=[f"{u}: risk {'n/a' if r is None else f'{r:.0%}'}, "
+        text=[html.escape(u) for u in order], textposition="bottom center", textfont=dict(size=10),
+        hovertext=[f"{html.escape(u)}: risk {'n/a' if r is None else f'{r:.0%}'}, "
                    f"{users[u].get('decision') or ('open case' if users[u].get('case_id') is not None else 'no case')}"
                    for u, r in zip(order, risks)], hoverinfo="text"))
     fig.add_trace(go.Scatter(x=[0.0], y=[0.0], mode="markers+text", name="this user", showlegend=False,
                              marker=dict(size=22, color="#111827", symbol="star"),
-                             text=[str(doc.get("user_id", ""))], textposition="bottom center",
-                             hovertext=[f"this user: {doc.get('user_id', '')}"], hoverinfo="text"))
+                             text=[html.escape(str(doc.get("user_id", "")))], textposition="bottom center",
+                             hovertext=[f"this user: {html.escape(str(doc.get('user_id', '')))}"], hoverinfo="text"))
     axis = dict(visible=False, range=[-2.9, 2.9], fixedrange=True)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), plot_bgcolor="white",
                       xaxis=axis, yaxis=dict(axis, scaleanchor="x"), meta={"chart": "links_network"})

@@ -79,6 +79,28 @@ MAX_REASONS = 5
 _TS_HINT = "is not a timestamp (ISO text, unix s or ms)"
 
 
+# Size rules for every format alike (decided 2026-12-03): ids name accounts, devices, cards; a
+# longer one is an error in the file, not an id. Other text (queries, notes) up to 10,000
+# characters; the extra-fields JSON up to 100,000. A NUL byte is never text.
+MAX_ID_CHARS = 256
+MAX_TEXT_CHARS = 10_000
+MAX_ATTRS_CHARS = 100_000
+_ID_COLUMNS = frozenset({"user_id", "device_id", "ip", "address_id", "payment_method", "session_id", "item_id"})
+
+
+def _check_text(values: pd.Series, name: str, reasons: "_Reasons") -> None:
+    """Reject NUL bytes and over-long values of one text column (same rule for CSV, JSONL, Parquet)."""
+    text = values.astype("str").where(values.notna(), "")
+    limit = MAX_ID_CHARS if name in _ID_COLUMNS else MAX_ATTRS_CHARS if name == "attrs" else MAX_TEXT_CHARS
+    reasons.add(text.str.contains("\x00", regex=False).to_numpy(), f"{name}: contains a NUL byte")
+    lengths = text.str.len().to_numpy()
+    too_long = lengths > limit
+    if too_long.any():
+        message = np.full(len(text), None, dtype=object)
+        message[too_long] = [f"{name}: {n:,} characters; at most {limit:,} expected" for n in lengths[too_long]]
+        reasons.add(too_long, message)
+
+
 class IngestError(ValueError):
     """A file that cannot be ingested at all; the message is one line: file + what was expected."""
 
@@ -91,12 +113,14 @@ class IngestReport:
     rejected: int
     reasons: tuple[str, ...] = ()   # first few, "row 17: ts: 'abc' is not a timestamp (...)"
     skipped: bool = False           # the same bytes were ingested before; nothing added
+    duplicates: int = 0             # valid events already in the file above or in the store: not stored
 
     def summary(self) -> str:
         """A short human summary (first line: counts; then the first reasons)."""
         if self.skipped:
             return f"{self.file}: already ingested, nothing added"
-        lines = [f"{self.file}: {self.accepted:,} accepted, {self.rejected:,} rejected"]
+        lines = [f"{self.file}: {self.accepted:,} accepted, {self.rejected:,} rejected"
+                 + (f", {self.duplicates:,} duplicate events skipped" if self.duplicates else "")]
         lines += [f"  rejected {r}" for r in self.reasons]
         return "\n".join(lines)
 
@@ -173,6 +197,8 @@ def read_taobao(path: str | Path) -> pd.DataFrame:
 
 def _read_bytes(path: str | Path) -> bytes:
     p = Path(path)
+    if p.is_dir():
+        raise IngestError(f"{p}: is a directory; expected a file (give its files, e.g. {p}/*.parquet)")
     if not p.is_file():
         raise IngestError(f"{p}: no such file")
     return p.read_bytes()
@@ -204,7 +230,7 @@ def _read_csv(data: bytes, name: str, delimiter: str, column_names: Sequence[str
     else:
         names, first_line = list(column_names), 1
 
-    def parse(threads: bool) -> tuple[pa.Table, list]:
+    def parse(threads: bool, block_size: int | None = None) -> tuple[pa.Table, list]:
         bad: list = []
 
         def handler(row: Any) -> str:
@@ -213,7 +239,7 @@ def _read_csv(data: bytes, name: str, delimiter: str, column_names: Sequence[str
         table = pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(use_threads=threads, column_names=names,
-                                           skip_rows=first_line - 1),
+                                           skip_rows=first_line - 1, block_size=block_size),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, ignore_empty_lines=False,
                                              invalid_row_handler=handler),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
@@ -222,10 +248,19 @@ def _read_csv(data: bytes, name: str, delimiter: str, column_names: Sequence[str
         )
         return table, bad
 
+    block = None
     try:
-        table, bad = parse(threads=True)
+        try:
+            table, bad = parse(threads=True)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc):
+                raise
+            # a row longer than a parse block (a huge field): read in one block, so the row is
+            # checked and rejected by the field rules like a JSONL or Parquet one, not the file
+            block = len(data) + 1
+            table, bad = parse(threads=False, block_size=block)
         if bad:   # line numbers are only known when reading serially
-            table, bad = parse(threads=False)
+            table, bad = parse(threads=False, block_size=block)
     except pa.ArrowInvalid as exc:
         msg = _first_line(exc)
         if "UTF8" in msg or "utf8" in msg.lower():
@@ -544,6 +579,9 @@ def normalise_events(raw: pd.DataFrame, mapping: dict[str, str] | None = None,
         else:
             out[c] = _text(df[c]) if c in df.columns else pd.Series(np.nan, index=df.index, dtype="str")
     out["attrs"] = _attrs(df, reasons)
+    for c in EVENT_COLUMNS:
+        if c != "ts" and FIELDS_BY_NAME[c].dtype != "float":
+            _check_text(out[c], c, reasons)
     good_mask = ~reasons.bad
     events = pd.DataFrame({c: out[c] for c in EVENT_COLUMNS})[good_mask].reset_index(drop=True)
     return events, _rejects(raw, rows, reasons, file)
@@ -598,9 +636,16 @@ def normalise_labels(raw: pd.DataFrame, file: str = "") -> tuple[pd.DataFrame, p
             wrong = (val.notna() & ~val.isin(allowed)).to_numpy()
             reasons.add_value(wrong, f"{c}: ", val, f" is not one of {'/'.join(allowed)}")
             out[c] = val
+    if "source" in out:   # a decision is made in the app (with its audit row), never imported
+        forged = (out["source"] == "analyst").to_numpy()
+        reasons.add(forged, "source: 'analyst' labels come from decisions in the app; an imported outcome "
+                            "is source=import (or synthetic)")
     for c in ("analyst", "reason", "note", "pattern"):
         if c in df.columns:
             out[c] = _text(df[c])
+    for c in ("user_id", "analyst", "reason", "note", "pattern"):
+        if c in out:
+            _check_text(out[c], c, reasons)
     labels = pd.DataFrame({c: out[c] for c in LABEL_COLUMNS if c in out})[~reasons.bad]
     return labels.reset_index(drop=True), _rejects(raw, rows, reasons, file)
 
@@ -613,14 +658,17 @@ class _Prepared:
     rows: pd.DataFrame | None
     rejects: pd.DataFrame | None
     skipped: bool
+    duplicates: int = 0
 
 
-def _report(p: _Prepared) -> IngestReport:
+def _report(p: _Prepared, stored: int | None = None) -> IngestReport:
+    """The report of one prepared file; `stored`: how many of its rows the store took (default all)."""
     if p.skipped:
         return IngestReport(p.path, 0, 0, (), True)
     head = p.rejects.head(MAX_REASONS)
     reasons = tuple(f"row {r}: {why}" for r, why in zip(head["row_number"], head["reason"]))
-    return IngestReport(p.path, len(p.rows), len(p.rejects), reasons, False)
+    accepted = len(p.rows) if stored is None else stored
+    return IngestReport(p.path, accepted, len(p.rejects), reasons, False, p.duplicates + len(p.rows) - accepted)
 
 
 def _prepare(store: "Store", path: str | Path, kind: str, fmt: str | None,
@@ -632,15 +680,20 @@ def _prepare(store: "Store", path: str | Path, kind: str, fmt: str | None,
     seen.add(sha)
     raw = read_raw(path, fmt, data=data)
     file = str(Path(path).resolve())
+    duplicates = 0
     if kind == "events":
         rows, rejects = normalise_events(raw.frame, mapping, file=file)
+        repeated = rows.astype({"attrs": "str"}).duplicated(keep="first").to_numpy() if len(rows) else []
+        duplicates = int(sum(repeated))
+        if duplicates:                      # the same event twice in one file is stored once
+            rows = rows[~repeated].reset_index(drop=True)
     else:
         rows, rejects = normalise_labels(raw.frame, file=file)
     shape = raw.rejects.assign(file=file)
     if len(shape):
         rejects = pd.concat([shape, rejects], ignore_index=True).sort_values(
             "row_number", kind="stable", ignore_index=True)
-    return _Prepared(str(path), sha, rows, rejects, False)
+    return _Prepared(str(path), sha, rows, rejects, False, duplicates)
 
 
 def ingest_events(store: "Store", paths: str | Path | Iterable[str | Path], *,
@@ -655,11 +708,17 @@ def ingest_events(store: "Store", paths: str | Path | Iterable[str | Path], *,
         paths = [paths]
     seen: set[str] = set()
     prepared = [_prepare(store, p, "events", fmt, mapping, seen) for p in paths]
+    reports = []
     for p in prepared:
+        stored = None
         if not p.skipped:
-            store.record_ingest(str(Path(p.path).resolve()), p.sha256, "events",
-                                events=p.rows, rejects=p.rejects)
-    return [_report(p) for p in prepared]
+            # events already stored (an earlier file, the same rows re-encoded) are counted, not stored
+            ingest_id = store.record_ingest(str(Path(p.path).resolve()), p.sha256, "events",
+                                            events=p.rows, rejects=p.rejects, skip_stored=True)
+            log = store.ingests()
+            stored = int(log.loc[log["ingest_id"] == ingest_id, "rows_accepted"].iloc[0])
+        reports.append(_report(p, stored))
+    return reports
 
 
 def ingest_labels(store: "Store", path: str | Path, *, fmt: str | None = None) -> IngestReport:

@@ -90,11 +90,13 @@ def linked_table(links: dict | None, *, masked: bool = False, max_items: int = 5
 
 
 def case_report_html(view: Any, *, masked: bool = False, analyst: str | None = None,
-                     generated_at: datetime | None = None, links: dict | None = None) -> str:
+                     generated_at: datetime | None = None, links: dict | None = None,
+                     blind: bool = False) -> str:
     """A self-contained HTML page describing one case (see module docstring).
 
     `view` is a `CaseView`; `masked` pseudonymises ip / device / address / card ids (demo mode);
-    `links` (a `links()` dict) adds the linked accounts.
+    `links` (a `links()` dict) adds the linked accounts. `blind`: for a reader with an open blind
+    second review of the case: no decision, assignee, label or audit row is in the file.
     """
     for attr in ("user_id", "timeline", "explanation", "model_version", "risk", "header", "audit", "labels"):
         if not hasattr(view, attr):
@@ -117,7 +119,7 @@ def case_report_html(view: Any, *, masked: bool = False, analyst: str | None = N
     cards = [("Current risk", f"<span class='risk'>{_esc(risk)}</span>"),
              ("Model version", _esc(view.model_version or "none"))]
     case = getattr(view, "case", None) or {}
-    for key in ("status", "assignee", "why"):
+    for key in (("status", "why") if blind else ("status", "assignee", "why")):
         value = case.get(key)
         if isinstance(value, str) and value:
             cards.append((key.capitalize(), _esc(value.replace("_", " "))))
@@ -150,14 +152,17 @@ def case_report_html(view: Any, *, masked: bool = False, analyst: str | None = N
             parts.append("<h3>What if</h3>" + _table(pd.DataFrame(rows), ""))
     # decision and audit -------------------------------------------------------------------------
     parts.append("<h2>Decision</h2>")
-    labels = view.labels if isinstance(view.labels, pd.DataFrame) else pd.DataFrame()
+    if blind:
+        parts.append("<p class='empty'>Hidden: the reader has an open blind second review of this case.</p>")
+    labels = view.labels if isinstance(view.labels, pd.DataFrame) and not blind else pd.DataFrame()
     if len(labels):
         keep = [c for c in ("decided_at", "label", "analyst", "reason", "note", "source", "as_of") if c in labels.columns]
         parts.append(_table(labels[keep] if keep else labels, ""))
-    else:
+    elif not blind:
         parts.append("<p class='empty'>No decision recorded yet.</p>")
     parts.append("<h2>Audit trail</h2>")
-    parts.append(_table(view.audit if isinstance(view.audit, pd.DataFrame) else None, "No audit entries."))
+    parts.append(_table(view.audit if isinstance(view.audit, pd.DataFrame) and not blind else None,
+                        "Hidden (blind second review open)." if blind else "No audit entries."))
     if links is not None:
         parts.append("<h2>Linked accounts</h2>" + _table(
             linked_table(links, masked=masked), "No other account shares a device, card, address, IP or item."))

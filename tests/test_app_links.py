@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("streamlit.testing.v1")
-from tests.test_app import app, figures, home, no_errors, open_case, release_workbenches, workbench  # noqa: E402,F401
+from tests.test_app import app, figures, home, no_errors, open_case, release_workbenches, shown, workbench  # noqa: E402,F401
 
 from analyst import charts  # noqa: E402
 from analyst.service import rescoring  # noqa: E402
@@ -51,12 +51,12 @@ def test_entity_page_in_demo_mode_shows_the_mask_and_unknown_values_one_line(hom
     _, device, _ = shared_device()
     at = entity_page("device", device, demo_mode=True)
     no_errors(at)
-    shown = [t.value for t in at.text]
-    assert f"device: {charts.mask_entity('device', device)}" in shown and all(device not in s for s in shown)
+    texts = [t.value for t in at.text]
+    assert f"device: {charts.mask_entity('device', device)}" in texts and all(device not in s for s in texts)
     at = entity_page("device", "![x](http://example.invalid/x.png)")
-    assert len(at.error) == 1 and "no device" in at.error[0].value
+    assert len(at.error) == 1 and "no device" in shown(at.error[0].value)
     at = entity_page("phone", "1")
-    assert "kind='phone'" in at.error[0].value
+    assert "kind='phone'" in shown(at.error[0].value)
 
 
 def test_linked_tab_draws_the_network_and_links_each_value_to_its_entity_page(home):

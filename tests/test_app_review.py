@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("streamlit.testing.v1")
-from tests.test_app import app, figures, home, no_errors, open_case, release_workbenches, workbench  # noqa: E402,F401
+from tests.test_app import app, figures, home, no_errors, open_case, release_workbenches, shown, workbench  # noqa: E402,F401
 
 REVIEW_PAGE = "analyst/views/review.py"
 SECRET = "ana: first note, must stay hidden from the blind reviewer"
@@ -142,7 +142,7 @@ def test_case_conflict_keeps_the_losers_note_and_says_who_won(home):
     at.text_area(key=f"note_{row['user_id']}").input(note)
     at.get("form_submit_button")[0].click().run()   # Confirm fraud on the stale case
     assert not at.exception
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert len(errors) == 1 and "Not recorded" in errors[0] and "Rejected (legit) by bob" in errors[0]
     assert note in errors[0], "the note is shown ..."
     assert at.text_area(key=f"note_{row['user_id']}").value == note, "... and still in the text area"
@@ -165,3 +165,32 @@ def test_case_page_shows_an_imported_outcome(home, tmp_path):
     at = open_case(app().run(), user)
     no_errors(at)
     assert any("outcome imported: fraud" in m.value for m in at.markdown)
+
+
+def test_blind_means_blind_in_the_report_the_labels_page_and_its_exports(sampled_home, tmp_path):
+    """Issue 15: the first decision stays hidden from a pending blind reviewer in the downloaded
+    case report, the Labels page, its CSV / Parquet export and the linked accounts."""
+    from analyst import report
+
+    wb = workbench()
+    row = decide_top("legit")
+    user = str(row["user_id"])
+    view = wb.case(user)
+    assert SECRET in report.case_report_html(view)                      # the first analyst's own report
+    blind_page = report.case_report_html(view, blind=True)
+    assert SECRET not in blind_page and "ana" not in blind_page.split("<h2>Decision</h2>")[1]
+    for fmt in ("csv", "parquet"):
+        mine = pd.read_csv(wb.export_labels(tmp_path / f"bob.{fmt}", viewer="bob")) if fmt == "csv" else \
+            pd.read_parquet(wb.export_labels(tmp_path / f"bob.{fmt}", viewer="bob"))
+        assert user not in set(mine["user_id"].astype(str))
+    carol = pd.read_csv(wb.export_labels(tmp_path / "carol.csv", viewer="ana"))   # ana decided it: not blind
+    assert user in set(carol["user_id"].astype(str))
+    at = app(analyst_name="bob").run()
+    at.switch_page("analyst/views/labels.py")
+    at.run()
+    no_errors(at)
+    text = page_text(at)
+    assert SECRET not in text and user not in set(at.dataframe[0].value["user_id"].astype(str))
+    linked = [u for e in wb.links(user, max_users=50, viewer="bob")["entities"] for u in e["users"]
+              if u["user_id"] in wb.blind_users("bob")]
+    assert all(u["decision"] is None for u in linked)

@@ -205,18 +205,24 @@ class Workbench:
                                        note=note)
 
     # ------------------------------------------------------------------ linked accounts
-    def links(self, user_id: str, depth: int = 1, max_users: int = link_cases.DEFAULT_MAX_USERS) -> dict:
+    def links(self, user_id: str, depth: int = 1, max_users: int = link_cases.DEFAULT_MAX_USERS, *,
+              viewer: str | None = None) -> dict:
         """Who shares a device, IP, address, payment method or item with `user_id`, riskiest
-        first, one or two hops out (see `links.links`); LookupError for an unknown user."""
-        return link_cases.links(self.store, user_id, depth=depth, max_users=max_users)
+        first, one or two hops out (see `links.links`); LookupError for an unknown user. With
+        `viewer`, the decisions of users in their open blind reviews are left out (None)."""
+        doc = link_cases.links(self.store, user_id, depth=depth, max_users=max_users)
+        return link_cases.hide_decisions(doc, self.blind_users(viewer))
 
     def refresh_links(self) -> int:
         """Bring the link tables up to date with the stored events (ingest, train and score do)."""
         return self.store.refresh_links()
 
-    def entity(self, kind: str, value: str, max_users: int = link_cases.ENTITY_MAX_USERS) -> dict:
-        """Everyone on one entity value, its use per day and fraud share (see `links.entity`)."""
-        return link_cases.entity(self.store, kind, value, max_users=max_users)
+    def entity(self, kind: str, value: str, max_users: int = link_cases.ENTITY_MAX_USERS, *,
+               viewer: str | None = None) -> dict:
+        """Everyone on one entity value, its use per day and fraud share (see `links.entity`);
+        with `viewer`, no label or decision of the users in their open blind reviews."""
+        doc = link_cases.entity(self.store, kind, value, max_users=max_users)
+        return link_cases.hide_decisions(doc, self.blind_users(viewer))
 
     # ------------------------------------------------------------------ rings
     def rings(self) -> list[Ring]:
@@ -272,15 +278,25 @@ class Workbench:
         return self.store.counts()
 
     # ------------------------------------------------------------------ labels
-    def label_history(self) -> pd.DataFrame:
-        return self.store.label_history()
+    def blind_users(self, viewer: str | None) -> set[str]:
+        """Users whose first decision `viewer` may not see yet: their case waits for `viewer`'s
+        blind second review (empty for no viewer)."""
+        if not (viewer or "").strip():
+            return set()
+        return set(self.reviews.due(viewer)["user_id"].astype(str))
 
-    def audit(self, user_id: str | None = None) -> pd.DataFrame:
-        return self.store.audit(user_id)
+    def label_history(self, viewer: str | None = None) -> pd.DataFrame:
+        """Every label row; with `viewer`, without the users of their open blind reviews."""
+        return label_cases.without_users(self.store.label_history(), self.blind_users(viewer))
 
-    def export_labels(self, path: str | Path, fmt: str | None = None) -> Path:
-        """Write the full label history (every decision, latest last) as CSV or Parquet."""
-        return label_cases.export_labels(self.store, path, fmt)
+    def audit(self, user_id: str | None = None, viewer: str | None = None) -> pd.DataFrame:
+        """Audit records (of one user); with `viewer`, without the users of their open blind reviews."""
+        return label_cases.without_users(self.store.audit(user_id), self.blind_users(viewer))
+
+    def export_labels(self, path: str | Path, fmt: str | None = None, viewer: str | None = None) -> Path:
+        """Write the label history (every decision, latest last) as CSV or Parquet; with
+        `viewer`, without the users of their open blind reviews (blind means blind in files too)."""
+        return label_cases.export_labels(self.store, path, fmt, hidden=self.blind_users(viewer))
 
     # ------------------------------------------------------------------ background jobs
     def start_retrain(self, analyst: str, *, config=None) -> Job:

@@ -85,6 +85,22 @@ def entity(store: Store, kind: str, value: str, max_users: int = ENTITY_MAX_USER
                       for r in daily.to_dict("records")]}
 
 
+def hide_decisions(doc: dict, hidden: set[str]) -> dict:
+    """A `links()` or `entity()` dict with the decision and label of `hidden` users set to None
+    (a blind second reviewer must not see the first decision anywhere)."""
+    if not hidden:
+        return doc
+
+    def clean(user: dict) -> dict:
+        if user.get("user_id") not in hidden:
+            return user
+        return {**user, "decision": None, **({"label": None} if "label" in user else {})}
+
+    if "entities" in doc:
+        return {**doc, "entities": [{**e, "users": [clean(u) for u in e["users"]]} for e in doc["entities"]]}
+    return {**doc, "users": [clean(u) for u in doc.get("users", [])]}
+
+
 def _plain(value):
     """A JSON-friendly cell: NaN / NaT as None, numpy numbers as Python numbers."""
     import pandas as pd

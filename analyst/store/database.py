@@ -136,6 +136,27 @@ def _write_audit(cur: duckdb.DuckDBPyConnection, at: Any, actor: str | None, act
                              text(old), text(new), to_json(detail)])
 
 
+# an event equal in every field to a stored one (user, time and type first: the join prunes by user)
+_SQL_STORED_MATCHES = (
+    "SELECT DISTINCT c._row FROM _cand c JOIN sleuth.events e ON e.user_id = c.user_id AND e.ts = c.ts "
+    "AND e.event_type = c.event_type WHERE e.user_id IN (SELECT user_id FROM _cand) AND "
+    + " AND ".join("CAST(e." + c + " AS VARCHAR) IS NOT DISTINCT FROM CAST(c." + c + " AS VARCHAR)"
+                   for c in EVENT_COLUMNS if c not in ("user_id", "ts", "event_type"))
+)
+
+
+def _without_stored(cur: duckdb.DuckDBPyConnection, events: pd.DataFrame) -> pd.DataFrame:
+    """`events` without the rows already stored (equal in every event field)."""
+    cur.register("_cand", events.assign(_row=np.arange(len(events))))
+    try:
+        found = {int(r[0]) for r in cur.execute(_SQL_STORED_MATCHES).fetchall()}
+    finally:
+        cur.unregister("_cand")
+    if not found:
+        return events
+    return events[~np.isin(np.arange(len(events)), list(found))].reset_index(drop=True)
+
+
 class Store:
     """The sleuth database: events, labels, scores, models, cases, audit, explanations, ingests.
 
@@ -447,12 +468,14 @@ class Store:
 
     def record_ingest(self, file: str, sha256: str | None, kind: str, *,
                       events: pd.DataFrame | None = None, labels: pd.DataFrame | None = None,
-                      rejects: pd.DataFrame | None = None) -> int:
+                      rejects: pd.DataFrame | None = None, skip_stored: bool = False) -> int:
         """Record one ingested file and write its rows, all in ONE transaction.
 
         `events` (normalised) or `labels` (validated) go to their table tagged with the new
         ingest_id; `rejects` (file, row_number, reason, raw) go to quarantine. Returns ingest_id.
-        Raises ValueError if `sha256` was ingested already.
+        `skip_stored`: events equal in every field to a stored one are not written (ingest is
+        idempotent per event); the ingest log's `accepted` counts those written. Raises
+        ValueError if `sha256` was ingested already.
         """
         if kind not in INGEST_KINDS:
             raise ValueError(f"kind={kind!r}: expected one of {INGEST_KINDS}")
@@ -466,6 +489,9 @@ class Store:
             if sha256 is not None and cur.execute(
                     "SELECT 1 FROM sleuth.ingests WHERE sha256 = ?", [sha256]).fetchall():
                 raise ValueError(f"{file}: sha256 {sha256[:12]}... was ingested already")
+            if ev is not None and skip_stored and len(ev):
+                ev = _without_stored(cur, ev)
+                accepted = len(ev)
             ingest_id = cur.execute("SELECT nextval('sleuth.main.ingest_id_seq')").fetchall()[0][0]
             cur.execute("INSERT INTO sleuth.ingests VALUES (?, ?, ?, ?, ?, ?, ?)",
                         [ingest_id, file, sha256, kind, accepted,

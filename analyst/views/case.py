@@ -49,7 +49,7 @@ def _load(user_id: str, fresh: bool = False):
     view = None if fresh else _cached(user_id)
     if view is not None:
         return view
-    label = "Explaining the risk (integrated gradients)..." if fresh else f"Loading user {user_id}..."
+    label = "Explaining the risk (integrated gradients)..." if fresh else f"Loading user {common.esc(user_id)}..."
     with st.spinner(label, show_time=True):
         view = wb.case(user_id, fresh=fresh)
     st.session_state[CACHE_KEY] = {"user_id": user_id, "model_version": view.model_version, "view": view}
@@ -80,7 +80,7 @@ def _tour(step: int, text: str) -> None:
 def _report_links(user_id: str) -> dict | None:
     """The linked accounts for the case report (None when the store has no links yet)."""
     try:
-        return wb.links(user_id, max_users=charts.NETWORK_MAX_PER_ENTITY)
+        return wb.links(user_id, max_users=charts.NETWORK_MAX_PER_ENTITY, viewer=me)
     except (LookupError, ValueError):
         return None
 
@@ -92,11 +92,11 @@ def rescore_progress(job_id: str | None) -> None:
         return
     if job.done:
         if job.error:
-            st.error(f"Rescoring linked accounts failed: {job.error}", icon=":material/error:")
+            st.error(f"Rescoring linked accounts failed: {common.esc(job.error)}", icon=":material/error:")
         else:
             rose = job.result.get("rose", [])
             st.info(f"Linked accounts rescored: {job.message}."
-                    + (" Risk rose for: " + ", ".join(f"{r['user_id']} ({r['old']:.0%} -> {r['new']:.0%})"
+                    + (" Risk rose for: " + ", ".join(f"{common.esc(r['user_id'])} ({r['old']:.0%} -> {r['new']:.0%})"
                                                         for r in rose[:8]) if rose else ""),
                     icon=":material/hub:")
         return
@@ -128,7 +128,7 @@ if not user_id:
 # The layout is laid down before the case loads: on a first visit the timeline slot shows an empty
 # chart at once, so the browser loads its plotly.js while the server reads the case.
 head_l, head_r = st.columns([3, 1.2], vertical_alignment="center")
-head_l.title(f"Case: user {user_id}")
+head_l.title(f"Case: user {common.esc(user_id)}")
 chips_slot = head_l.empty()
 flash_slot = st.container()
 metrics_slot = st.container()
@@ -153,7 +153,7 @@ if case:
     chips.append(f":blue-badge[{case.get('status', 'open')}]")
     chips.append(f":orange-badge[{WHY_LABELS.get(case.get('why'), case.get('why') or 'flagged')}]")
     if case.get("assignee"):
-        chips.append(f":gray-badge[:material/person: {case['assignee']}]")
+        chips.append(f":gray-badge[:material/person: {common.esc(case['assignee'])}]")
     chips.append(f":gray-badge[opened {common.fmt_when(case.get('opened_at'))}]")
 else:
     chips.append(":gray-badge[no open case]")
@@ -174,7 +174,8 @@ if blind:
 with head_r:
     st.download_button(
         "Download case report", icon=":material/download:", width="stretch",
-        data=lambda: report.case_report_html(view, masked=demo, analyst=me, links=_report_links(view.user_id)),
+        data=lambda: report.case_report_html(view, masked=demo, analyst=me, links=_report_links(view.user_id),
+                                             blind=blind),
         file_name=report.report_filename(view.user_id, view.model_version), mime="text/html",
         key=f"report_{view.user_id}", on_click="ignore",
     )
@@ -190,7 +191,7 @@ if flash and flash["user_id"] != view.user_id:
     flash = None
 if flash:
     flash_slot.success(f"Decision recorded: {DECISION_LABELS.get(flash['decision'], flash['decision'])} "
-                       f"by {flash['analyst']}.", icon=":material/check_circle:")
+                       f"by {common.esc(flash['analyst'])}.", icon=":material/check_circle:")
 
 with metrics_slot:
     h = view.header
@@ -206,7 +207,7 @@ with metrics_slot:
     st.caption(
         f"Model version **{view.model_version or 'none'}** · first seen {common.fmt_when(h.get('first_seen'))}, "
         f"last seen {common.fmt_when(h.get('last_seen'))} · {h.get('ips', 0)} IPs · "
-        f"countries: {', '.join(countries) or 'n/a'} · paid {h.get('paid_total', 0):,.2f} · "
+        f"countries: {common.esc(', '.join(countries)) or 'n/a'} · paid {h.get('paid_total', 0):,.2f} · "
         f"{h.get('refunds', 0)} refunds · the model reads the last {h.get('events_in_model_window', 0)} events"
         + (" (the earlier ones tell it which devices, IPs, countries, addresses and payment methods are new)"
            if h.get("events", 0) > h.get("events_in_model_window", 0) else "")
@@ -242,7 +243,7 @@ with why_col:
         st.info("No model has scored this user yet: train one on the Model page.")
     else:
         for sentence in exp.reasons:
-            st.markdown(f"- {sentence}")
+            st.markdown(f"- {common.esc(sentence)}")
         fields = getattr(exp, "field_attribution", None) or {}
         if fields:
             chart.show(charts.field_attribution_figure(fields), key=f"fields_{view.user_id}",
@@ -268,11 +269,11 @@ with decide_col:
         conflict = None
     if conflict:
         now = case.get("decision")
-        by = f" ({DECISION_LABELS.get(now, now)} by {case.get('assignee') or 'another analyst'})" if now else ""
+        by = f" ({DECISION_LABELS.get(now, now)} by {common.esc(case.get('assignee') or 'another analyst')})" if now else ""
         notices.error(f"Not recorded: someone else decided this case{by} after you opened it, so your "
                  f"'{DECISION_LABELS.get(conflict['decision'], conflict['decision'])}' was not saved. "
                  f"Your note is kept below; the case now shows their decision (History & audit). Submit again "
-                 f"if you still disagree: it is added as a new decision.\n\nYour note: {conflict['note']}",
+                 f"if you still disagree: it is added as a new decision.\n\nYour note: {common.esc(conflict['note'])}",
                  icon=":material/sync_problem:")
         if not st.session_state.get(note_key):
             st.session_state[note_key] = conflict["note"]
@@ -308,7 +309,7 @@ with decide_col:
                 st.session_state.pop(CACHE_KEY, None)
                 st.rerun()
             except Exception as exc:
-                st.error(f"Could not record the decision: {common.error_message(exc)}")
+                st.error(f"Could not record the decision: {common.esc(common.error_message(exc))}")
             else:
                 st.session_state.pop(CONFLICT_KEY, None)
                 st.session_state[FLASH_KEY] = {"user_id": view.user_id, "decision": decision.decision,
@@ -353,7 +354,7 @@ def what_if_panel() -> None:
         removed, new = result
         st.metric(f"Risk without {len(removed)} event(s)", common.pct(new), delta=f"{(new - view.risk) * 100:+.1f} pts",
                   delta_color="inverse")
-        st.caption("Removed: " + ", ".join(f"#{i} {types[i]}" for i in removed))
+        st.caption("Removed: " + common.esc(", ".join(f"#{i} {types[i]}" for i in removed)))
     if exp is not None and exp.what_if:
         st.markdown("**Precomputed: each top event removed on its own**")
         st.dataframe(pd.DataFrame([
@@ -471,7 +472,7 @@ def ring_panel() -> None:
         st.success(f"Ring {done['ring_id']}: {done['decided']} case(s) decided as "
                    f"{DECISION_LABELS.get(done['decision'], done['decision'])}.", icon=":material/check_circle:")
         for user, case_id, why in done["conflicts"]:
-            st.warning(f"Not changed: case {case_id} (user {user}) {why}.", icon=":material/sync_problem:")
+            st.warning(f"Not changed: case {case_id} (user {common.esc(user)}) {common.esc(why)}.", icon=":material/sync_problem:")
         rescore_progress(done.get("rescore_job"))
     if ring is None:
         return
@@ -486,7 +487,7 @@ def ring_panel() -> None:
                                     "risk": st.column_config.ProgressColumn("Risk", min_value=0.0, max_value=1.0,
                                                                            format="%.2f"),
                                     "status": "Status", "link": st.column_config.LinkColumn("Open", display_text="open")})
-        st.caption("Shared: " + "; ".join(f"{k.replace('_', ' ')} {_link_value(k, v)} ({n} of them)"
+        st.caption("Shared: " + "; ".join(f"{k.replace('_', ' ')} {common.esc(_link_value(k, v))} ({n} of them)"
                                           for k, v, n in ring.shared[:6]))
         with st.form(f"ring_form_{ring.ring_id}", border=False, enter_to_submit=False):
             st.caption("Decide the whole ring: one outcome and one rationale; each account still gets its own "
@@ -521,9 +522,9 @@ def linked_panel() -> None:
     """Other accounts on this user's devices, cards, addresses, IPs and items, riskiest first."""
     ring_panel()
     try:
-        doc = wb.links(view.user_id, max_users=charts.NETWORK_MAX_PER_ENTITY)
+        doc = wb.links(view.user_id, max_users=charts.NETWORK_MAX_PER_ENTITY, viewer=me)
     except (LookupError, ValueError) as err:
-        st.info(f"No linked accounts to show: {err}")
+        st.info(f"No linked accounts to show: {common.esc(err)}")
         return
     rows = linked_rows(doc)
     if rows.empty:
@@ -549,7 +550,7 @@ def linked_panel() -> None:
     st.caption("Open a linked account's case:")
     for col, uid in zip(st.columns(LINKS_OPENED), riskiest["user_id"]):
         with col:   # opens in this tab, URL updated (the table's links open a new tab)
-            if st.button(str(uid), icon=":material/person_search:", key=f"open_link_{uid}"):
+            if st.button(common.esc(uid), icon=":material/person_search:", key=f"open_link_{uid}"):
                 common.open_case(str(uid))
 
 

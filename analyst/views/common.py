@@ -6,6 +6,7 @@ Not a page itself (app.py registers only the page files). Per-tab state lives in
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -83,12 +84,30 @@ def guard(what: str) -> Iterator[None]:
         yield
     except Exception as exc:  # Streamlit's stop/rerun/switch_page are BaseException: not caught
         _LOG.warning("%s: %s", what, error_message(exc), exc_info=True)  # the traceback goes to the server log
-        st.error(f"{what}: {error_message(exc)}", icon=":material/error:")
+        st.error(f"{esc(what)}: {esc(error_message(exc))}", icon=":material/error:")
 
 
 def open_case(user_id: str, **extra: str) -> None:
     """Go to the case page of `user_id` (the URL `case?user=ID` can be shared)."""
     st.switch_page(CASE_PAGE, query_params={"user": str(user_id), **extra})
+
+
+_MD_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:$&=\"'@/")
+
+
+_AUTOLINK = re.compile(r"(?i)(?:https?|ftp|mailto|www)[:.@]")
+
+
+def esc(value: object) -> str:
+    """`value` as literal text inside Markdown (st.markdown, captions, titles, alerts, labels):
+    every character Markdown, Streamlit's directives (`:red[...]`, `:material/x:`), LaTeX (`$`)
+    or an autolink (`http://`, `www.`) could act on is backslash-escaped, and line breaks become
+    spaces. Data (user ids, event fields, names, notes, URLs) never renders as a link or an image."""
+    text = "" if value is None else str(value)
+    text = " ".join(text.split())
+    # GFM autolinks ("http://", "www.") ignore backslash escapes: a zero-width space breaks them
+    text = _AUTOLINK.sub(lambda m: m.group(0)[:-1] + "\u200b" + m.group(0)[-1], text)
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
 def pct(value: float | None) -> str:

@@ -79,7 +79,7 @@ def job_panel(kind: str) -> None:
     if not job.done:
         job_progress(kind)
     elif job.error:
-        st.error(f"{kind.capitalize()} failed: {job.error}")
+        st.error(f"{kind.capitalize()} failed: {common.esc(job.error)}")
     else:
         st.success(f"{kind.capitalize()} finished: {job.message}", icon=":material/check_circle:")
         version = job.result.get("version")

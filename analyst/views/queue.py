@@ -121,8 +121,8 @@ if queue is not None:
             picked = queue.iloc[rows[0]]
             with st.container(border=True):
                 a, b, c = st.columns([3, 1, 1])
-                a.markdown(f"**User {picked['user_id']}** - risk {common.pct(picked['risk'])} - "
-                           f"{picked['top_reason'] or 'no reason stored'}")
+                a.markdown(f"**User {common.esc(picked['user_id'])}** - risk {common.pct(picked['risk_now'])} - "
+                           f"{common.esc(picked['top_reason'] or 'no reason stored')}")
                 if b.button("Open case", type="primary", key="q_open", width="stretch"):
                     common.open_case(str(picked["user_id"]))
                 claimable = picked["status"] in ("open", "escalated") and me is not None

@@ -58,9 +58,9 @@ def _recording(what: str, note: str) -> Iterator[None]:
     try:
         yield
     except ConflictError as exc:
-        st.error(f"Not recorded: {common.error_message(exc)}. Your note: {exc.note or note}")
+        st.error(f"Not recorded: {common.esc(common.error_message(exc))}. Your note: {common.esc(exc.note or note)}")
     except Exception as exc:
-        st.error(f"Could not record {what}: {common.error_message(exc)}")
+        st.error(f"Could not record {what}: {common.esc(common.error_message(exc))}")
 
 
 def _blind(case_id: int):
@@ -109,7 +109,7 @@ def my_reviews() -> None:
     if view.explanation is not None:
         st.markdown("**Why the model flagged it**")
         for sentence in view.explanation.reasons:
-            st.markdown(f"- {sentence}")
+            st.markdown(f"- {common.esc(sentence)}")
     answer = _label_form("rv", "Your decision", "What did you see? (required)", "Record second review",
                          ":material/rate_review:")
     if answer is not None:
@@ -170,8 +170,10 @@ def adjudication() -> None:
                              format_func=lambda r: f"review {r} · case {int(rows[r]['case_id'])} · "
                                                    f"user {rows[r]['user_id']}")
     row = rows[int(review_id)]
-    st.markdown(f"**{row['first_analyst']}** decided **{row['first_decision']}**: {row['first_note'] or '-'}  \n"
-                f"**{row['reviewer']}** (blind) said **{row['second_decision']}**: {row['second_note'] or '-'}")
+    st.markdown(f"**{common.esc(row['first_analyst'])}** decided **{common.esc(row['first_decision'])}**: "
+                f"{common.esc(row['first_note'] or '-')}  \n"
+                f"**{common.esc(row['reviewer'])}** (blind) said **{common.esc(row['second_decision'])}**: "
+                f"{common.esc(row['second_note'] or '-')}")
     if not me:
         st.info("Enter your name in the sidebar to adjudicate.", icon=":material/person:")
         return
@@ -187,7 +189,7 @@ def adjudication() -> None:
         with _recording("the final label", note):
             done = wb.adjudicate(int(review_id), decision, adjudicator=me, reason_code=reason, note=note)
         if done is not None:
-            st.session_state[FLASH_KEY] = (f"Final label for user {done.user_id}: {WORDS[decision]} "
+            st.session_state[FLASH_KEY] = (f"Final label for user {common.esc(done.user_id)}: {WORDS[decision]} "
                                            f"(a new label row by {me}).")
             for key in ("rv_adj_pick", "rv_adj_decision", "rv_adj_note"):
                 st.session_state.pop(key, None)
