@@ -1,13 +1,14 @@
 """sleuth analyst workbench: `streamlit run app.py [-- --db PATH]` (or `sleuth app` / `sleuth demo`).
 
-The entry point only sets up the page, the sidebar (who is working, demo mode) and the
+The entry point only sets up the page, lets the request through sign-in (or local mode's
+loopback check, analyst/views/identity.py), draws the sidebar (who is working, demo mode) and the
 navigation; each page under analyst/views/ draws what the use-case layer (analyst/service/) returns.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from analyst.views import common
+from analyst.views import common, identity
 
 st.set_page_config(page_title="sleuth - fraud investigation", page_icon=":material/policy:", layout="wide")
 st.set_option("client.toolbarMode", "viewer")  # a product, not a dev server: no Deploy button
@@ -20,21 +21,13 @@ pages = [
     st.Page("analyst/views/review.py", title="Review", icon=":material/rate_review:", url_path="review"),
     st.Page("analyst/views/model.py", title="Model", icon=":material/model_training:", url_path="model"),
 ]
+me = identity.gate()   # sign-in page, or local mode's loopback check: nothing below runs otherwise
 page = st.navigation(pages, position="sidebar")
 
 with st.sidebar:
     st.markdown("### :material/policy: sleuth")
     st.caption("Fraud investigation workbench")
-    name, source = common.analyst_source()
-    if source == "session":
-        # asked once per session: a plain session_state key keeps it across pages (widget state
-        # is dropped when a page switch happens), the widget key is re-seeded from it every run
-        st.session_state["_analyst_input"] = st.session_state.get(common.ANALYST_KEY, "")
-        st.text_input("Your name", key="_analyst_input", placeholder="recorded on decisions",
-                      on_change=common.remember_analyst,
-                      help="Set SLEUTH_ANALYST or configure login to skip this.")
-    else:
-        st.markdown(f"Analyst: **{common.esc(name)}**")
+    identity.sidebar(me)
     st.session_state["_demo_input"] = bool(st.session_state.get(common.DEMO_KEY, False))
     st.toggle("Demo mode", key="_demo_input", on_change=common.remember_demo,
               help="Reveal synthetic ground truth, mask ip and device ids, guided walk through a case.")

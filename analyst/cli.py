@@ -228,7 +228,37 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
 
 def cmd_app(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    return _serve(settings, args.port)
+    check_serving_address(args.address)
+    return _serve(settings, args.port, args.address)
+
+
+def _loopback(address: str) -> bool:
+    import ipaddress
+    text = address.strip().strip("[]")
+    try:
+        return text.lower() == "localhost" or ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def auth_secrets_configured(cwd: Path | None = None) -> bool:
+    """Whether a secrets.toml Streamlit reads (./.streamlit, ~/.streamlit) has an [auth] section."""
+    import tomllib
+    for path in ((cwd or Path.cwd()) / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"):
+        try:
+            if tomllib.loads(path.read_text()).get("auth"):
+                return True
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+    return False
+
+
+def check_serving_address(address: str) -> None:
+    """CliError unless `address` is loopback or sign-in is configured (analyst/views/identity.py
+    refuses the same in the app, however it is started)."""
+    if not _loopback(address) and not auth_secrets_configured():
+        raise CliError(f"--address {address}: serving beyond this machine needs sign-in; configure [auth] in "
+                       ".streamlit/secrets.toml (README, Sign-in) or serve on 127.0.0.1")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -284,7 +314,7 @@ def prepare_demo(settings: Settings) -> None:
         wb.close()
 
 
-def streamlit_command(port: int) -> list[str]:
+def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
     """The `streamlit run app.py` command line `sleuth app` serves with (tests and benches reuse it).
 
     fileWatcherType none: a product server, not a dev server. A watcher over the project (its
@@ -293,16 +323,16 @@ def streamlit_command(port: int) -> list[str]:
     holds the small plotly.js bundle the charts are drawn with (analyst/views/chart.py).
     """
     return [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
-            "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+            "--server.headless", "true", "--server.address", address, "--server.port", str(port),
             "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
             "--server.fileWatcherType", "none", "--server.enableStaticServing", "true"]
 
 
-def _serve(settings: Settings, port: int) -> int:
+def _serve(settings: Settings, port: int, address: str = "127.0.0.1") -> int:
     env = {**os.environ, "SLEUTH_DB": str(settings.db_path.resolve()),
            "SLEUTH_HOME": str(settings.home.resolve()), "SLEUTH_MODELS": str(settings.model_dir.resolve())}
-    cmd = streamlit_command(port)
-    print(f"sleuth is serving on http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
+    cmd = streamlit_command(port, address)
+    print(f"sleuth is serving on http://{address}:{port}  (Ctrl+C to stop)", flush=True)
     proc = subprocess.Popen(cmd, env=env)
     # a SIGTERM to this process (a service manager, `kill PID`) stops the server too: an orphaned
     # server would keep the DuckDB file locked for every later `sleuth` command
@@ -436,8 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=["csv", "parquet"])
 
-    p = verb("app", cmd_app, "serve the workbench on 127.0.0.1")
+    p = verb("app", cmd_app, "serve the workbench (127.0.0.1 unless sign-in is configured)")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1",
+                   help="interface to serve on; anything but loopback needs [auth] in .streamlit/secrets.toml")
     return parser
 
 
@@ -447,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (CliError, ValueError, LookupError, FileNotFoundError, RuntimeError) as exc:
+    except (CliError, ValueError, LookupError, FileNotFoundError, PermissionError, RuntimeError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"sleuth: error: {message}", file=sys.stderr)
         return 2

@@ -5,17 +5,21 @@
 | SLEUTH_HOME       | ./.sleuth                   | working directory for the store and models     |
 | SLEUTH_DB         | $SLEUTH_HOME/sleuth.duckdb  | the DuckDB file                                |
 | SLEUTH_MODELS     | $SLEUTH_HOME/models         | one sub-directory per model version            |
-| SLEUTH_ANALYST    | (unset)                     | analyst name recorded on decisions             |
+| SLEUTH_ANALYST    | the OS login name           | the local operator (CLI, local-mode app)       |
+| SLEUTH_ROLES      | (none)                      | identity/group -> role, see analyst/access.py  |
+| SLEUTH_DEFAULT_ROLE | analyst                   | role of a signed-in identity not in SLEUTH_ROLES (`none`: refused) |
 | SLEUTH_SAMPLE_DIR | <repo>/sample_data          | where `demo` finds the committed sample        |
 | SLEUTH_DEVICE     | auto                        | auto / cpu / cuda: where models train and run  |
 | SLEUTH_SECOND_REVIEW_SHARE | 0.1     | share of decided cases sent to a blind second review (by a hash of case_id) |
 """
 from __future__ import annotations
 
+import getpass
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from analyst.access import Actor, RoleMap
 from models.contracts import check_device
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +34,21 @@ class Settings:
     analyst: str | None = None
     device: str = "auto"
     second_review_share: float = 0.1
+    roles: RoleMap = field(default_factory=RoleMap)
+
+    @property
+    def local_user(self) -> str:
+        """The local operator's name: SLEUTH_ANALYST, else the OS login name."""
+        if self.analyst:
+            return self.analyst
+        try:
+            return getpass.getuser()
+        except Exception:  # no login name (some containers): still a name on the rows
+            return "local"
+
+    def local_actor(self) -> Actor:
+        """The local operator as an Actor (admin unless SLEUTH_ROLES names them)."""
+        return self.roles.local(self.local_user)
 
     @classmethod
     def from_env(cls, db: str | os.PathLike | None = None, env: dict | None = None) -> "Settings":
@@ -52,9 +71,10 @@ class Settings:
             db_path=db_path.expanduser(),
             model_dir=model_dir.expanduser(),
             sample_dir=sample_dir,
-            analyst=env.get("SLEUTH_ANALYST") or None,
+            analyst=(env.get("SLEUTH_ANALYST") or "").strip() or None,
             device=device,
             second_review_share=share,
+            roles=RoleMap.parse(env.get("SLEUTH_ROLES"), env.get("SLEUTH_DEFAULT_ROLE")),
         )
 
     def with_db(self, db: str | os.PathLike) -> "Settings":

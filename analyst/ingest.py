@@ -697,8 +697,10 @@ def _prepare(store: "Store", path: str | Path, kind: str, fmt: str | None,
 
 
 def ingest_events(store: "Store", paths: str | Path | Iterable[str | Path], *,
-                  fmt: str | None = None, mapping: dict[str, str] | None = None) -> list[IngestReport]:
+                  fmt: str | None = None, mapping: dict[str, str] | None = None,
+                  by: str | None = None) -> list[IngestReport]:
     """Ingest event files into the store: good rows to `events`, bad rows to `quarantine`.
+    `by`: who ingests (recorded on each file's row in the ingest log).
 
     Every file is read and validated before anything is written, so an IngestError (garbage,
     missing columns) leaves the store unchanged. Each file is written in one transaction.
@@ -714,19 +716,22 @@ def ingest_events(store: "Store", paths: str | Path | Iterable[str | Path], *,
         if not p.skipped:
             # events already stored (an earlier file, the same rows re-encoded) are counted, not stored
             ingest_id = store.record_ingest(str(Path(p.path).resolve()), p.sha256, "events",
-                                            events=p.rows, rejects=p.rejects, skip_stored=True)
+                                            events=p.rows, rejects=p.rejects, skip_stored=True, by=by)
             log = store.ingests()
             stored = int(log.loc[log["ingest_id"] == ingest_id, "rows_accepted"].iloc[0])
         reports.append(_report(p, stored))
     return reports
 
 
-def ingest_labels(store: "Store", path: str | Path, *, fmt: str | None = None) -> IngestReport:
-    """Ingest a labels file (user_id, label, optional as_of, split, source, ...) into `labels`."""
+def ingest_labels(store: "Store", path: str | Path, *, fmt: str | None = None,
+                  by: str | None = None) -> IngestReport:
+    """Ingest a labels file (user_id, label, optional as_of, split, source, ...) into `labels`.
+    The rows stay imports (source import/synthetic); `by`, the importing identity, is recorded on
+    the ingest row and in one audit row `labels_imported` (same transaction)."""
     p = _prepare(store, path, "labels", fmt, None, set())
     if not p.skipped:
         store.record_ingest(str(Path(p.path).resolve()), p.sha256, "labels",
-                            labels=p.rows, rejects=p.rejects)
+                            labels=p.rows, rejects=p.rejects, by=by)
     return _report(p)
 
 

@@ -84,8 +84,7 @@ def test_a_ring_is_decided_from_the_case_page_one_label_per_member(home):
     assert ring is not None and set(members) <= set(ring.user_ids)
     queue = wb.queue()
     assert set(queue[queue["ring_id"] == ring.ring_id]["user_id"]) == set(ring.user_ids)
-    at = app().run()
-    at.sidebar.text_input[0].input("ana").run()
+    at = app(analyst_name="ana").run()
     at = open_case(at, user)
     at.session_state["case_tab"] = "Linked accounts"
     at.run()

@@ -12,6 +12,12 @@ REVIEW_PAGE = "analyst/views/review.py"
 SECRET = "ana: first note, must stay hidden from the blind reviewer"
 
 
+@pytest.fixture(autouse=True)
+def reviewers(monkeypatch):
+    """bob and lea are reviewers (SLEUTH_ROLES); other signed-in identities are analysts."""
+    monkeypatch.setenv("SLEUTH_ROLES", "bob=reviewer; lea=reviewer")
+
+
 @pytest.fixture
 def sampled_home(home, monkeypatch):
     """Every decided case goes to a second review (set before the app's Workbench is created)."""
@@ -45,7 +51,9 @@ def test_review_page_smoke(home):
     no_errors(at)
     assert at.title[0].value == "Second review"
     assert "10%" in at.caption[0].value, "the default share is shown"
-    assert any("Enter your name" in i.value for i in at.info)
+    assert any("No blind second review is waiting" in i.value for i in at.info)   # local operator: admin
+    analyst = review_page(analyst_name="zoe")                                       # signed in, unmapped
+    assert any("done by reviewers; you are signed in as analyst" in i.value for i in analyst.info)
     at.session_state["rv_tab"] = "Agreement"
     at.run()
     no_errors(at)

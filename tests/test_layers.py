@@ -3,7 +3,7 @@
 Layers, bottom to top (a module may import its own layer and the layers below, never above):
 
 0. models/contracts.py                       the field table, label schema, devices
-1. models/*, analyst/vocab.py, analyst/config.py
+1. models/*, analyst/vocab.py, analyst/config.py, analyst/access.py
 2. analyst/store/*, ingest, synthetic, sampling, charts   data and plain figures (of models/,
                                              only the torch-free contracts and signals)
 3. analyst/service/*                         use cases (inside: records at the bottom, the
@@ -60,7 +60,7 @@ def _top(names: set[str]) -> set[str]:
 def layer(module: str) -> int:
     if module == "models.contracts":
         return 0
-    if module.startswith("models") or module in ("analyst.vocab", "analyst.config"):
+    if module.startswith("models") or module in ("analyst.vocab", "analyst.config", "analyst.access"):
         return 1
     if module.startswith(("analyst.store", "analyst.synthetic")) or module in (
             "analyst.ingest", "analyst.sampling", "analyst.charts", "analyst"):

@@ -140,18 +140,18 @@ def test_blind_second_review_then_adjudication(wb):
     assert err.value.note == "max: late"
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(decision="escalate"), "decision"),
-    (dict(note="  "), "note"),
-    (dict(reason_code="vibes"), "reason_code"),
-    (dict(reviewer=""), "reviewer"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(decision="escalate"), ValueError, "decision"),
+    (dict(note="  "), ValueError, "note"),
+    (dict(reason_code="vibes"), ValueError, "reason_code"),
+    (dict(reviewer=""), PermissionError, "no identity given"),
 ])
-def test_bad_second_reviews_are_refused(wb, kwargs, match):
+def test_bad_second_reviews_are_refused(wb, kwargs, error, match):
     row = wb.queue().iloc[0]
     decide(wb, row, "ana", "fraud")
     args = dict(decision="fraud", reviewer="bob", reason_code="other", note="ok")
     args.update(kwargs)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         wb.second_review(int(row["case_id"]), **args)
     assert wb.store.reviews().empty
 

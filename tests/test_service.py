@@ -112,19 +112,19 @@ def test_decide_writes_label_audit_and_closes_case(wb):
     assert row["user_id"] not in set(wb.queue()["user_id"])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(note="  "), "note"),
-    (dict(decision="maybe"), "decision"),
-    (dict(reason_code="vibes"), "reason_code"),
-    (dict(analyst=""), "analyst"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(note="  "), ValueError, "note"),
+    (dict(decision="maybe"), ValueError, "decision"),
+    (dict(reason_code="vibes"), ValueError, "reason_code"),
+    (dict(analyst=""), PermissionError, "no identity given"),
 ])
-def test_bad_decisions_are_refused_and_write_nothing(wb, kwargs, match):
+def test_bad_decisions_are_refused_and_write_nothing(wb, kwargs, error, match):
     row = wb.queue().iloc[0]
     args = dict(decision="legit", analyst="ana", reason_code="legitimate_behaviour", quality="useful",
                 note="looks fine", case_id=int(row["case_id"]))
     args.update(kwargs)
     before = (len(wb.store.label_history()), len(wb.audit()))
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(error, match=match):
         wb.decide(row["user_id"], **args)
     assert (len(wb.store.label_history()), len(wb.audit())) == before
 

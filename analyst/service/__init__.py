@@ -14,7 +14,9 @@ Plain Python over the store and the models; no streamlit here. The package, bott
   and mark the open cases whose risk rose;
 - this file: `Workbench`, the thin facade one process holds (the app in `resources.py`). It owns
   the `Store` (one DuckDB connection) and binds ONE model version per use case: a case view,
-  its explanation, what-if and neighbours all come from the version it started with.
+  its explanation, what-if and neighbours all come from the version it started with. Every call
+  that writes checks the caller's role first (analyst/access.py): `analyst=` takes an `Actor`
+  (the app passes the signed-in one) or a plain name, which is a local operator (CLI, scripts).
 
 Nothing here imports a module above it; `tests/test_layers.py` keeps that true.
 """
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 
+from analyst.access import Actor, require
 from analyst.config import Settings
 from analyst.service import labels as label_cases
 from analyst.service import links as link_cases
@@ -48,8 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALERT_QUALITY", "BACKTEST_MIN", "BACKTEST_SHARE", "DECISIONS", "DEFAULT_ALERT_BUDGET", "REASON_CODES",
-    "CaseView", "ConflictError", "Decision", "Job", "ModelHandle", "Ring", "RingDecision", "Workbench",
+    "Actor", "CaseView", "ConflictError", "Decision", "Job", "ModelHandle", "Ring", "RingDecision", "Workbench",
 ]
+Who = Actor | str   # the caller of a writing use case (see the module docstring)
 
 JOB_WAIT_ON_CLOSE_S = 120.0   # close() lets a running rescore finish before the store closes
 
@@ -71,6 +75,23 @@ class Workbench:
         self.jobs.wait(JOB_WAIT_ON_CLOSE_S)
         self.store.close()
 
+    # ------------------------------------------------------------------ access
+    def actor(self, who: Who) -> Actor:
+        """`who` as an Actor: an Actor as given, a plain name as a local operator (admin
+        unless SLEUTH_ROLES maps it; see analyst/access.py)."""
+        if isinstance(who, Actor):
+            return who
+        name = str(who or "").strip()
+        if not name:
+            raise PermissionError("no identity given: sign in (or name the local operator with SLEUTH_ANALYST)")
+        return self.settings.roles.local(name)
+
+    def allowed(self, who: Who, role: str, action: str) -> str:
+        """The name to record for `who` if it has `role`; PermissionError (nothing written) if not."""
+        actor = self.actor(who)
+        require(actor, role, action)
+        return actor.name
+
     # ------------------------------------------------------------------ models
     def current_version(self) -> str | None:
         return self.versions.current_version()
@@ -82,19 +103,20 @@ class Workbench:
     def scorer(self, version: str | None = None):
         return self.versions.scorer(version)
 
-    def train(self, *, config=None, analyst: str | None = None, progress: bool = True,
+    def train(self, *, config=None, analyst: Who | None = None, progress: bool = True,
               promote_if_first: bool = True, on_progress: ProgressFn | None = None,
               backtest_share: float = BACKTEST_SHARE) -> str:
         """A new model version (see `ModelRegistry.train`)."""
-        return self.versions.train(config=config, analyst=analyst, progress=progress,
+        name = self.allowed(analyst or self.settings.local_user, "admin", "train a model")
+        return self.versions.train(config=config, analyst=name, progress=progress,
                                    promote_if_first=promote_if_first, on_progress=on_progress,
                                    backtest_share=backtest_share)
 
-    def promote(self, version: str, analyst: str) -> None:
-        self.versions.promote(version, analyst)
+    def promote(self, version: str, analyst: Who) -> None:
+        self.versions.promote(version, self.allowed(analyst, "admin", "promote a model"))
 
-    def rollback(self, analyst: str) -> str:
-        return self.versions.rollback(analyst)
+    def rollback(self, analyst: Who) -> str:
+        return self.versions.rollback(self.allowed(analyst, "admin", "roll back the model"))
 
     def models(self) -> pd.DataFrame:
         return self.store.models()
@@ -106,8 +128,10 @@ class Workbench:
     # ------------------------------------------------------------------ scoring
     def score(self, *, version: str | None = None, budget: int | None = DEFAULT_ALERT_BUDGET,
               top_pct: float | None = None, explain_cases: bool = True, progress: bool = False,
-              on_progress: ProgressFn | None = None, mix: QueueMix | None = None) -> dict:
-        """Score every user with a version and open cases (see `scoring.score_all`)."""
+              on_progress: ProgressFn | None = None, mix: QueueMix | None = None, by: Who | None = None) -> dict:
+        """Score every user with a version and open cases (see `scoring.score_all`); `by`: who
+        asks (an admin; default the local operator)."""
+        self.allowed(by or self.settings.local_user, "admin", "score users and open cases")
         return score_all(self.store, self.explanations, self.model(version), budget=budget, top_pct=top_pct,
                          explain_cases=explain_cases, progress=progress, on_progress=on_progress, mix=mix)
 
@@ -142,8 +166,8 @@ class Workbench:
         """The event types present in the store (queue filters)."""
         return self.store.event_types()
 
-    def claim(self, case_id: int, analyst: str) -> bool:
-        return self.cases.claim(case_id, analyst)
+    def claim(self, case_id: int, analyst: Who) -> bool:
+        return self.cases.claim(case_id, self.allowed(analyst, "analyst", "claim a case"))
 
     def next_case(self, analyst: str | None = None, after_case_id: int | None = None) -> int | None:
         return self.cases.next_case(analyst, after_case_id)
@@ -161,10 +185,11 @@ class Workbench:
     def has_ground_truth(self) -> bool:
         return self.cases.has_ground_truth()
 
-    def decide(self, user_id: str, decision: str, *, analyst: str, reason_code: str, quality: str,
+    def decide(self, user_id: str, decision: str, *, analyst: Who, reason_code: str, quality: str,
                note: str, case_id: int | None = None, expected_version: int | None = None) -> Decision:
         """Record an analyst's decision (see `Cases.decide`). A confirmed fraud then rescores
         the accounts linked to the user in the background (`Decision.rescore_job`)."""
+        analyst = self.allowed(analyst, "analyst", "decide a case")
         result = self.cases.decide(user_id, decision, analyst=analyst, reason_code=reason_code, quality=quality,
                                    note=note, case_id=case_id, expected_version=expected_version,
                                    model_version=self.current_version())
@@ -186,8 +211,9 @@ class Workbench:
         """A decided case without its labels, audit and decision fields, for a blind second review."""
         return self.reviews.blind_case(case_id, reviewer)
 
-    def second_review(self, case_id: int, decision: str, *, reviewer: str, reason_code: str, note: str):
+    def second_review(self, case_id: int, decision: str, *, reviewer: Who, reason_code: str, note: str):
         """Record a blind second review (a `reviews` row, not a label) -> review.Review."""
+        reviewer = self.allowed(reviewer, "reviewer", "record a second review")
         return self.reviews.second_review(case_id, decision, reviewer=reviewer, reason_code=reason_code,
                                           note=note)
 
@@ -199,8 +225,9 @@ class Workbench:
         """Second reviews that disagree with the first decision and await adjudication."""
         return self.reviews.disagreements(include_adjudicated=include_adjudicated)
 
-    def adjudicate(self, review_id: int, decision: str, *, adjudicator: str, reason_code: str, note: str):
+    def adjudicate(self, review_id: int, decision: str, *, adjudicator: Who, reason_code: str, note: str):
         """A third analyst's final label of a disagreement (a new label row) -> review.Adjudication."""
+        adjudicator = self.allowed(adjudicator, "reviewer", "adjudicate a disagreement")
         return self.reviews.adjudicate(review_id, decision, adjudicator=adjudicator, reason_code=reason_code,
                                        note=note)
 
@@ -232,10 +259,11 @@ class Workbench:
     def ring_of(self, user_id: str) -> Ring | None:
         return ring_cases.ring_of(self.store, user_id)
 
-    def decide_ring(self, ring: Ring, decision: str, *, analyst: str, reason_code: str, quality: str,
+    def decide_ring(self, ring: Ring, decision: str, *, analyst: Who, reason_code: str, quality: str,
                     note: str) -> RingDecision:
         """One decision and rationale for a ring as read (a label and audit row per member;
         conflicts reported); a fraud decision rescores the ring's linked accounts in the background."""
+        analyst = self.allowed(analyst, "analyst", "decide a ring")
         result = ring_cases.decide_ring(self.cases, ring, decision, analyst=analyst, reason_code=reason_code,
                                         quality=quality, note=note, model_version=self.current_version())
         if decision == "fraud" and result.decided and self.current_version() is not None:
@@ -258,18 +286,24 @@ class Workbench:
                                                           f"{len(r['rose'])} case(s) rose")
 
     # ------------------------------------------------------------------ data in
-    def ingest_events(self, paths, *, fmt: str | None = None, mapping: dict[str, str] | None = None) -> list:
-        """Validate and load event files (analyst/ingest.py) -> one IngestReport per file."""
+    def ingest_events(self, paths, *, fmt: str | None = None, mapping: dict[str, str] | None = None,
+                      by: Who | None = None) -> list:
+        """Validate and load event files (analyst/ingest.py) -> one IngestReport per file; `by`
+        (an admin, default the local operator) is recorded on each file's ingest row."""
         from analyst.ingest import ingest_events
-        reports = ingest_events(self.store, paths, fmt=fmt, mapping=mapping)
+        name = self.allowed(by or self.settings.local_user, "admin", "ingest events")
+        reports = ingest_events(self.store, paths, fmt=fmt, mapping=mapping, by=name)
         self.store.refresh_signals()   # new events get their signals now (incremental)
         self.store.refresh_links()     # ... and their shared entities
         return reports
 
-    def ingest_labels(self, path, *, fmt: str | None = None):
-        """Validate and load a labels file (analyst/ingest.py) -> IngestReport."""
+    def ingest_labels(self, path, *, fmt: str | None = None, by: Who | None = None):
+        """Validate and load a labels file (analyst/ingest.py) -> IngestReport. The rows are
+        imports (source import/synthetic, never an analyst's decision); `by` (an admin, default
+        the local operator) is recorded as the importer on the ingest row and in the audit."""
         from analyst.ingest import ingest_labels
-        report = ingest_labels(self.store, path, fmt=fmt)
+        name = self.allowed(by or self.settings.local_user, "admin", "import labels")
+        report = ingest_labels(self.store, path, fmt=fmt, by=name)
         self.store.refresh_signals()   # the entity fraud shares the labels change
         return report
 
@@ -299,10 +333,13 @@ class Workbench:
         return label_cases.export_labels(self.store, path, fmt, hidden=self.blind_users(viewer))
 
     # ------------------------------------------------------------------ background jobs
-    def start_retrain(self, analyst: str, *, config=None) -> Job:
+    def start_retrain(self, analyst: Who, *, config=None) -> Job:
         """Retrain from the labels in a background thread; the new version stays a candidate."""
+        actor = self.actor(analyst)
+        require(actor, "admin", "retrain the model")   # refused before any thread starts
+
         def work(report: ProgressFn) -> dict:
-            return {"version": self.train(config=config, analyst=analyst, progress=False,
+            return {"version": self.train(config=config, analyst=actor, progress=False,
                                           promote_if_first=True, on_progress=report)}
         return self.jobs.start("retrain", work, lambda result: f"trained {result['version']} (candidate)")
 

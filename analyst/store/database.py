@@ -34,6 +34,7 @@ Timestamps are naive UTC everywhere (`TIMESTAMP`). "now" is taken in Python as n
 """
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -468,14 +469,16 @@ class Store:
 
     def record_ingest(self, file: str, sha256: str | None, kind: str, *,
                       events: pd.DataFrame | None = None, labels: pd.DataFrame | None = None,
-                      rejects: pd.DataFrame | None = None, skip_stored: bool = False) -> int:
+                      rejects: pd.DataFrame | None = None, skip_stored: bool = False,
+                      by: str | None = None) -> int:
         """Record one ingested file and write its rows, all in ONE transaction.
 
         `events` (normalised) or `labels` (validated) go to their table tagged with the new
         ingest_id; `rejects` (file, row_number, reason, raw) go to quarantine. Returns ingest_id.
         `skip_stored`: events equal in every field to a stored one are not written (ingest is
-        idempotent per event); the ingest log's `accepted` counts those written. Raises
-        ValueError if `sha256` was ingested already.
+        idempotent per event); the ingest log's `accepted` counts those written. `by`: who
+        ingests (`imported_by`); a labels file also gets an audit row `labels_imported` by them.
+        Raises ValueError if `sha256` was ingested already.
         """
         if kind not in INGEST_KINDS:
             raise ValueError(f"kind={kind!r}: expected one of {INGEST_KINDS}")
@@ -493,9 +496,14 @@ class Store:
                 ev = _without_stored(cur, ev)
                 accepted = len(ev)
             ingest_id = cur.execute("SELECT nextval('sleuth.main.ingest_id_seq')").fetchall()[0][0]
-            cur.execute("INSERT INTO sleuth.ingests VALUES (?, ?, ?, ?, ?, ?, ?)",
+            cur.execute('INSERT INTO sleuth.ingests (ingest_id, file, sha256, kind, rows_accepted, '
+                        'rows_rejected, "at", imported_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
                         [ingest_id, file, sha256, kind, accepted,
-                         0 if rj is None else len(rj), utcnow()])
+                         0 if rj is None else len(rj), utcnow(), by])
+            if lb is not None:
+                cur.execute('INSERT INTO sleuth.audit ("at", actor, action, detail) VALUES (?, ?, ?, ?)',
+                            [utcnow(), by, "labels_imported",
+                             json.dumps({"file": file, "ingest_id": int(ingest_id), "rows": accepted})])
             if ev is not None:
                 self._insert_events(cur, ev, ingest_id)
             if lb is not None:

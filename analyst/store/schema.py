@@ -19,7 +19,7 @@ import duckdb
 from models.contracts import EVENT_COLUMNS, EVENT_FIELDS, Field
 
 CATALOG = "sleuth"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SQL_TYPES: dict[str, str] = {"string": "VARCHAR", "timestamp": "TIMESTAMP", "float": "DOUBLE",
                               "json": "JSON"}
 # the events table's columns: event_id (arrival order) + the field table + the ingest it came in
@@ -54,7 +54,7 @@ DDL: list[str] = [
         event_types VARCHAR[])""",
     """CREATE TABLE IF NOT EXISTS sleuth.ingests (
         ingest_id INTEGER NOT NULL, file VARCHAR, sha256 VARCHAR, kind VARCHAR,
-        rows_accepted BIGINT, rows_rejected BIGINT, "at" TIMESTAMP)""",
+        rows_accepted BIGINT, rows_rejected BIGINT, "at" TIMESTAMP, imported_by VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS sleuth.quarantine (
         file VARCHAR, row_number BIGINT, reason VARCHAR, raw JSON, ingested_at TIMESTAMP,
         ingest_id INTEGER)""",
@@ -102,7 +102,10 @@ TABLES: tuple[str, ...] = (
 
 # statements that take a file from version N to N + 1 (beyond creating tables and adding the
 # field table's columns, which every open does)
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: ()}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (),
+    2: ("ALTER TABLE sleuth.ingests ADD COLUMN IF NOT EXISTS imported_by VARCHAR",),  # who ingested (roles)
+}
 
 
 def _columns(cur: duckdb.DuckDBPyConnection, table: str) -> list[str]:

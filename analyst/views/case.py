@@ -23,7 +23,7 @@ EVENT_COLUMNS = ["ts", "event_type", "attribution", "surprise", "risk"] + [
     c for c in CASE_COLUMNS if c not in ("ts", "event_type")]
 
 wb = common.workbench()
-me = common.analyst()
+me = common.actor()   # the signed-in user (or the local operator): on every row written
 demo = common.demo_mode()
 
 
@@ -57,13 +57,12 @@ def _load(user_id: str, fresh: bool = False):
 
 
 def _go_next(after_case_id: int | None) -> None:
-    case_id = wb.next_case(me, after_case_id=after_case_id)
+    case_id = wb.next_case(me.name, after_case_id=after_case_id)
     user = wb.user_of_case(case_id)
     if user is None:
         st.info("The queue is empty: no case left to review.")
         return
-    if me:
-        wb.claim(int(case_id), me)
+    wb.claim(int(case_id), me)
     st.session_state.pop(CACHE_KEY, None)
     common.open_case(user)
 
@@ -80,7 +79,7 @@ def _tour(step: int, text: str) -> None:
 def _report_links(user_id: str) -> dict | None:
     """The linked accounts for the case report (None when the store has no links yet)."""
     try:
-        return wb.links(user_id, max_users=charts.NETWORK_MAX_PER_ENTITY, viewer=me)
+        return wb.links(user_id, max_users=charts.NETWORK_MAX_PER_ENTITY, viewer=me.name)
     except (LookupError, ValueError):
         return None
 
@@ -159,7 +158,7 @@ else:
     chips.append(":gray-badge[no open case]")
 # a blind second reviewer of this user does not see the first decision here either
 # (only decided cases are sampled for it: the lookup runs for those only)
-blind = wb.blind_for(me, case)
+blind = wb.blind_for(me.name, case)
 if len(view.labels) and not blind:
     last = view.labels.iloc[-1].get("label")
     chips.append(f":violet-badge[last decision: {'fraud' if last == 1 else 'legit' if last == 0 else 'escalated'}]")
@@ -174,7 +173,7 @@ if blind:
 with head_r:
     st.download_button(
         "Download case report", icon=":material/download:", width="stretch",
-        data=lambda: report.case_report_html(view, masked=demo, analyst=me, links=_report_links(view.user_id),
+        data=lambda: report.case_report_html(view, masked=demo, analyst=me.name, links=_report_links(view.user_id),
                                              blind=blind),
         file_name=report.report_filename(view.user_id, view.model_version), mime="text/html",
         key=f"report_{view.user_id}", on_click="ignore",
@@ -260,8 +259,6 @@ with decide_col:
     notices = st.container()
     with notices:
         _tour(5, "Record what you conclude. A note is required; it is kept with the label and the audit trail.")
-    if not me:
-        notices.warning("Enter your name in the sidebar: it is recorded with every decision.", icon=":material/person:")
     note_key = f"note_{view.user_id}"
     conflict = st.session_state.get(CONFLICT_KEY)
     if conflict and conflict["user_id"] != view.user_id:
@@ -294,9 +291,7 @@ with decide_col:
         if b3.form_submit_button("Escalate", width="stretch", icon=":material/upload:"):
             pressed = "escalate"
     if pressed:
-        if not me:
-            st.error("Enter your name in the sidebar first: decisions are recorded with the analyst's name.")
-        elif not (note or "").strip():
+        if not (note or "").strip():
             st.error("Write a note: it is required to record a decision.")
         else:
             try:
@@ -313,7 +308,7 @@ with decide_col:
             else:
                 st.session_state.pop(CONFLICT_KEY, None)
                 st.session_state[FLASH_KEY] = {"user_id": view.user_id, "decision": decision.decision,
-                                               "analyst": me, "next_case_id": decision.next_case_id,
+                                               "analyst": me.name, "next_case_id": decision.next_case_id,
                                                "case_id": decision.case_id,
                                                "rescore_job": decision.rescore_job}
                 st.session_state.pop(CACHE_KEY, None)
@@ -503,9 +498,7 @@ def ring_panel() -> None:
             pressed = ("fraud" if f1.form_submit_button("Confirm fraud for the ring", type="primary", width="stretch")
                        else "legit" if f2.form_submit_button("Reject for the ring", width="stretch") else None)
         if pressed:
-            if not me:
-                st.error("Enter your name in the sidebar first: decisions are recorded with the analyst's name.")
-            elif reason is None:
+            if reason is None:
                 st.error("Choose a reason code for the ring decision.")
             else:
                 with common.guard("Could not record the ring decision"):
@@ -522,7 +515,7 @@ def linked_panel() -> None:
     """Other accounts on this user's devices, cards, addresses, IPs and items, riskiest first."""
     ring_panel()
     try:
-        doc = wb.links(view.user_id, max_users=charts.NETWORK_MAX_PER_ENTITY, viewer=me)
+        doc = wb.links(view.user_id, max_users=charts.NETWORK_MAX_PER_ENTITY, viewer=me.name)
     except (LookupError, ValueError) as err:
         st.info(f"No linked accounts to show: {common.esc(err)}")
         return

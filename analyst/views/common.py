@@ -6,7 +6,6 @@ Not a page itself (app.py registers only the page files). Per-tab state lives in
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,12 +13,17 @@ import pandas as pd
 import streamlit as st
 
 from analyst import resources
+from analyst.access import Actor
 from analyst.service import Workbench
+from analyst.views import identity
+from analyst.views.text import esc
+
+__all__ = ["CASE_PAGE", "QUEUE_PAGE", "DEMO_KEY", "Actor", "actor", "demo_mode", "esc", "guard", "open_case",
+           "workbench"]
 
 CASE_PAGE = "analyst/views/case.py"
 QUEUE_PAGE = "analyst/views/queue.py"
 _LOG = logging.getLogger("sleuth.app")
-ANALYST_KEY = "analyst_name"
 DEMO_KEY = "demo_mode"
 
 
@@ -27,41 +31,18 @@ def workbench() -> Workbench:
     return resources.workbench()
 
 
-def _logged_in_user() -> str | None:
-    """The signed-in user's name or email when `st.login` auth is configured, else None."""
-    try:
-        if st.user.get("is_logged_in"):
-            return st.user.get("email") or st.user.get("name")
-    except Exception:  # no auth section / no script context: not logged in
-        return None
-    return None
-
-
-def analyst_source() -> tuple[str | None, str]:
-    """(name, where it came from): `st.user` login, then SLEUTH_ANALYST, then this session's answer."""
-    user = _logged_in_user()
-    if user:
-        return user, "login"
-    env = (resources.settings().analyst or "").strip()
-    if env:
-        return env, "SLEUTH_ANALYST"
-    name = str(st.session_state.get(ANALYST_KEY) or "").strip()
-    return (name or None), "session"
-
-
-def remember_analyst() -> None:
-    """on_change of the sidebar name box: keep the name in a key no page switch clears."""
-    st.session_state[ANALYST_KEY] = str(st.session_state.get("_analyst_input") or "").strip()
+def actor() -> Actor:
+    """Who is working (identity.gate() in app.py let this request through): the signed-in user
+    or, in local mode, the local operator. Recorded on every claim, decision and review."""
+    me = identity.actor()
+    if me is None:  # only when a page runs without app.py's gate (it stops such requests)
+        raise PermissionError("not signed in")
+    return me
 
 
 def remember_demo() -> None:
-    """on_change of the sidebar demo toggle (same reason as `remember_analyst`)."""
+    """on_change of the sidebar demo toggle: keep the choice in a key no page switch clears."""
     st.session_state[DEMO_KEY] = bool(st.session_state.get("_demo_input"))
-
-
-def analyst() -> str | None:
-    """Who is working: recorded on every claim and decision."""
-    return analyst_source()[0]
 
 
 def demo_mode() -> bool:
@@ -90,24 +71,6 @@ def guard(what: str) -> Iterator[None]:
 def open_case(user_id: str, **extra: str) -> None:
     """Go to the case page of `user_id` (the URL `case?user=ID` can be shared)."""
     st.switch_page(CASE_PAGE, query_params={"user": str(user_id), **extra})
-
-
-_MD_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~:$&=\"'@/")
-
-
-_AUTOLINK = re.compile(r"(?i)(?:https?|ftp|mailto|www)[:.@]")
-
-
-def esc(value: object) -> str:
-    """`value` as literal text inside Markdown (st.markdown, captions, titles, alerts, labels):
-    every character Markdown, Streamlit's directives (`:red[...]`, `:material/x:`), LaTeX (`$`)
-    or an autolink (`http://`, `www.`) could act on is backslash-escaped, and line breaks become
-    spaces. Data (user ids, event fields, names, notes, URLs) never renders as a link or an image."""
-    text = "" if value is None else str(value)
-    text = " ".join(text.split())
-    # GFM autolinks ("http://", "www.") ignore backslash escapes: a zero-width space breaks them
-    text = _AUTOLINK.sub(lambda m: m.group(0)[:-1] + "\u200b" + m.group(0)[-1], text)
-    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
 def pct(value: float | None) -> str:

@@ -35,7 +35,7 @@ if not kind or not value:
 
 doc = None
 with common.guard("Could not open this entity"):
-    doc = wb.entity(kind, value, viewer=common.analyst())
+    doc = wb.entity(kind, value, viewer=common.actor().name)
 if doc is None:
     st.stop()
 

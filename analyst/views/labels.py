@@ -11,7 +11,7 @@ from analyst.views import common
 from analyst.vocab import LABEL_WORDS
 
 wb = common.workbench()
-me = common.analyst()
+me = common.actor()
 
 st.title("Labels and audit")
 st.caption("Every decision is a new label row (the latest per user wins; history stays). "
@@ -21,14 +21,14 @@ st.caption("Every decision is a new label row (the latest per user wins; history
 def _export(fmt: str) -> bytes:
     """The label history as CSV or Parquet bytes, written by the service."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = wb.export_labels(Path(tmp) / f"labels.{fmt}", fmt=fmt, viewer=me)
+        path = wb.export_labels(Path(tmp) / f"labels.{fmt}", fmt=fmt, viewer=me.name)
         return path.read_bytes()
 
 
 history = audit = None
 with common.guard("Could not load the labels"):
-    history = wb.label_history(viewer=me)   # a blind second reviewer sees none of their cases' first decisions
-    audit = wb.audit(viewer=me)
+    history = wb.label_history(viewer=me.name)   # a blind second reviewer sees none of their cases' first decisions
+    audit = wb.audit(viewer=me.name)
 
 if history is not None:
     latest = history.drop_duplicates("user_id", keep="last") if "user_id" in history.columns else history

@@ -15,7 +15,8 @@ from analyst.views import chart, common
 JOB_KEY = "model_jobs"   # {"retrain": job_id} of this tab
 
 wb = common.workbench()
-me = common.analyst()
+me = common.actor()   # retrain, promote and roll back need the admin role
+ADMIN_ONLY = None if me.can("admin") else f"Admins only (you are signed in as {me.role})"
 jobs: dict = st.session_state.setdefault(JOB_KEY, {})
 
 st.title("Model versions")
@@ -67,7 +68,7 @@ def rescore(version: str) -> None:
     # the same label-collection queue as the demo and `sleuth score --mix`: high risk, uncertain
     # and a random control sample (today's draw)
     mix = QueueMix(budget=DEFAULT_ALERT_BUDGET, seed=daily_seed())
-    result = wb.score(version=version, on_progress=on_progress, mix=mix)
+    result = wb.score(version=version, on_progress=on_progress, mix=mix, by=me)
     st.session_state["model_flash"] = (f"{version} is current: rescored {result['scored']:,} users, "
                                        f"opened {result['opened']} cases.")
 
@@ -104,8 +105,7 @@ if models is not None:
         a, b = st.columns([1, 3], vertical_alignment="center")
         running = _running()
         if a.button("Retrain from labels", type="primary", icon=":material/model_training:", key="m_retrain",
-                    disabled=running or not me, width="stretch",
-                    help=None if me else "Enter your name in the sidebar first"):
+                    disabled=running or ADMIN_ONLY is not None, width="stretch", help=ADMIN_ONLY):
             with common.guard("Could not start the retrain"):
                 jobs["retrain"] = wb.start_retrain(me).job_id
                 st.rerun()  # redraw with the button disabled and the progress bar polling
@@ -172,14 +172,14 @@ if models is not None:
         p1, p2, _ = st.columns([1.3, 1, 2])
         promotable = cand if cand and cand != current_version else None
         if p1.button(f"Promote {promotable or ''}".strip(), type="primary", key="m_promote", width="stretch",
-                     disabled=promotable is None or not me or running,
-                     help="Make the compared version current, then rescore every user"):
+                     disabled=promotable is None or ADMIN_ONLY is not None or running,
+                     help=ADMIN_ONLY or "Make the compared version current, then rescore every user"):
             with common.guard("Promote failed"):
                 wb.promote(promotable, me)
                 rescore(promotable)
                 st.rerun()
-        if p2.button("Roll back", key="m_rollback", width="stretch", disabled=not me or running,
-                     help="Make the previously current version current again"):
+        if p2.button("Roll back", key="m_rollback", width="stretch", disabled=ADMIN_ONLY is not None or running,
+                     help=ADMIN_ONLY or "Make the previously current version current again"):
             with common.guard("Roll back failed"):
                 version = wb.rollback(me)
                 rescore(version)

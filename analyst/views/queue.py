@@ -13,7 +13,7 @@ STATUSES = ("open", "claimed", "escalated", "decided")
 SORTS = {"risk": "Risk (highest first)", "age": "Account age (newest first)", "opened": "Opened (latest first)"}
 
 wb = common.workbench()
-me = common.analyst()
+me = common.actor()   # the signed-in user (or the local operator)
 
 st.title("Case queue")
 st.caption("Flagged users waiting for review, riskiest first. Pick one, or let **Next case** choose.")
@@ -45,19 +45,18 @@ if queue is not None:
     m1.metric("Cases shown", f"{len(queue):,}")
     m2.metric("High risk (>= 80%)", f"{int((queue['risk'] >= 0.8).sum()):,}")
     m3.metric("Unassigned", f"{int(queue['assignee'].isna().sum()):,}")
-    m4.metric("Yours", f"{int((queue['assignee'] == me).sum()):,}" if me else "-")
+    m4.metric("Yours", f"{int((queue['assignee'] == me.name).sum()):,}")
     with m5:
         if st.button("Next case", type="primary", icon=":material/arrow_forward:", key="q_next",
                      help="Open (and claim) the riskiest case nobody else has claimed",
                      width="stretch"):
             with common.guard("Could not pick the next case"):
-                case_id = wb.next_case(me)
+                case_id = wb.next_case(me.name)
                 if case_id is None:
                     st.info("No unclaimed case left in the queue.")
                 else:
                     row = wb.queue(statuses=STATUSES).set_index("case_id").loc[case_id]
-                    if me:
-                        wb.claim(case_id, me)
+                    wb.claim(case_id, me)
                     common.open_case(str(row["user_id"]))
 
     if common.demo_mode() and not queue.empty:
@@ -125,9 +124,8 @@ if queue is not None:
                            f"{common.esc(picked['top_reason'] or 'no reason stored')}")
                 if b.button("Open case", type="primary", key="q_open", width="stretch"):
                     common.open_case(str(picked["user_id"]))
-                claimable = picked["status"] in ("open", "escalated") and me is not None
-                if c.button("Claim", key="q_claim", disabled=not claimable, width="stretch",
-                            help=None if me else "Enter your name in the sidebar to claim cases"):
+                claimable = picked["status"] in ("open", "escalated")
+                if c.button("Claim", key="q_claim", disabled=not claimable, width="stretch"):
                     with common.guard("Could not claim the case"):
                         if wb.claim(int(picked["case_id"]), me):
                             st.toast(f"Claimed case {int(picked['case_id'])}")

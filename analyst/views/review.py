@@ -21,7 +21,7 @@ FLASH_KEY = "review_flash"        # the last second review / adjudication, shown
 WORDS = {decision: decision.capitalize() for decision in REVIEW_DECISIONS}  # fraud -> "Fraud"
 
 wb = common.workbench()
-me = common.analyst()
+me = common.actor()   # second reviews and adjudication need the reviewer role
 
 
 def _kappa(value: object) -> str:
@@ -69,7 +69,7 @@ def _blind(case_id: int):
     if cached and cached["case_id"] == case_id and cached["model_version"] == wb.current_version():
         return cached["view"]
     with st.spinner(f"Loading case {case_id}...", show_time=True):
-        view = wb.blind_case(case_id, me)
+        view = wb.blind_case(case_id, me.name)
     st.session_state[BLIND_KEY] = {"case_id": case_id, "model_version": view.model_version, "view": view}
     return view
 
@@ -83,10 +83,10 @@ def _flash() -> None:
 def my_reviews() -> None:
     """The sampled decided cases waiting for my blind second look, one at a time."""
     _flash()
-    if not me:
-        st.info("Enter your name in the sidebar to see the second reviews waiting for you.", icon=":material/person:")
+    if not me.can("reviewer"):
+        st.info(f"Blind second reviews are done by reviewers; you are signed in as {me.role}.", icon=":material/lock:")
         return
-    due = wb.second_reviews_due(me)
+    due = wb.second_reviews_due(me.name)
     if due.empty:
         st.info("No blind second review is waiting for you.", icon=":material/inbox:")
         return
@@ -174,10 +174,10 @@ def adjudication() -> None:
                 f"{common.esc(row['first_note'] or '-')}  \n"
                 f"**{common.esc(row['reviewer'])}** (blind) said **{common.esc(row['second_decision'])}**: "
                 f"{common.esc(row['second_note'] or '-')}")
-    if not me:
-        st.info("Enter your name in the sidebar to adjudicate.", icon=":material/person:")
+    if not me.can("reviewer"):
+        st.info(f"Adjudication is done by reviewers; you are signed in as {me.role}.", icon=":material/lock:")
         return
-    if me in (row["first_analyst"], row["reviewer"]):
+    if me.name in (row["first_analyst"], row["reviewer"]):
         st.info("You took part in this case: a third analyst (or a lead who did not) records the final label.",
                 icon=":material/group:")
         return
@@ -190,7 +190,7 @@ def adjudication() -> None:
             done = wb.adjudicate(int(review_id), decision, adjudicator=me, reason_code=reason, note=note)
         if done is not None:
             st.session_state[FLASH_KEY] = (f"Final label for user {common.esc(done.user_id)}: {WORDS[decision]} "
-                                           f"(a new label row by {me}).")
+                                           f"(a new label row by {common.esc(me.name)}).")
             for key in ("rv_adj_pick", "rv_adj_decision", "rv_adj_note"):
                 st.session_state.pop(key, None)
             st.rerun()

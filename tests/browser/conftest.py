@@ -7,6 +7,7 @@ The app holds its DuckDB file open (one writer per process), so a test reads the
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -77,14 +78,15 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(home: Path, log_path: Path, extra_env: dict | None = None, timeout: float = 90) -> Server:
-    port = free_port()
+def start_server(home: Path, log_path: Path, extra_env: dict | None = None, timeout: float = 90, *,
+                 port: int | None = None, extra_args: list[str] | None = None) -> Server:
+    port = port or free_port()
     env = {**os.environ, "SLEUTH_HOME": str(home), **(extra_env or {})}
     for key in ("SLEUTH_DB", "SLEUTH_MODELS"):
         env.pop(key, None)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            streamlit_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [*streamlit_command(port), *(extra_args or [])], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     server = Server(home=home, url=f"http://127.0.0.1:{port}", proc=proc, log=log_path, env=env)
     deadline = time.monotonic() + timeout
@@ -123,3 +125,47 @@ def server(browser_home, tmp_path_factory):
         yield srv
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------------------------ sign-in
+@pytest.fixture(scope="session")
+def oidc_provider():
+    """A real OpenID Connect provider on loopback (`oidc-provider-mock`, from PyPI): any client id
+    is accepted; its login form takes the identity (`sub`, also sent as the `email` claim)."""
+    mock = pytest.importorskip("oidc_provider_mock")
+    with mock.run_server_in_thread(port=free_port()) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+def sign_in_server(home: Path, log_dir: Path, provider: str, extra_env: dict | None = None) -> Server:
+    """The app over `home` with sign-in configured against `provider` (a secrets.toml of its own)."""
+    port = free_port()
+    secrets = log_dir / "secrets.toml"
+    secrets.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        'cookie_secret = "browser-test-cookie-secret-0123456789"\n'
+        'client_id = "sleuth-browser-test"\n'
+        'client_secret = "sleuth-browser-test-secret"\n'
+        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n')
+    return start_server(home, log_dir / "streamlit.log", {"SLEUTH_ANALYST": "", **(extra_env or {})}, port=port,
+                        extra_args=["--secrets.files", str(secrets)])
+
+
+def shown_as(text: str) -> "re.Pattern[str]":
+    """`text` as the page shows data: an e-mail's "@" follows a zero-width space (views/text.esc
+    breaks autolinks), so match with or without it."""
+    return re.compile(re.escape(text).replace("@", "\u200b?@"))
+
+
+def sign_in(page, url: str, identity: str, path: str = "") -> None:
+    """Sign `identity` in through the provider's form, then open `path` (e.g. case?user=u1)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/{path}")
+    page.get_by_role("button", name="Sign in").click()
+    page.locator("input[name=sub]").fill(identity)           # the provider's own login form
+    page.get_by_role("button", name="Authorize").click()
+    expect(page.get_by_text(shown_as(f"Signed in: {identity}"))).to_be_visible(timeout=90_000)
+    if path:
+        page.goto(f"{url}/{path}")

@@ -1,4 +1,5 @@
-"""Two analysts (two browser contexts = two sessions) open the same case; the first confirms fraud,
+"""Two analysts, each signed in through the loopback OIDC provider (two browser contexts = two
+sessions), open the same case; the first confirms fraud,
 the second's save is refused with a clear conflict message and their note is kept. Real Chromium."""
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 pytest.importorskip("pytest_playwright")
 from playwright.sync_api import Page, expect  # noqa: E402
 
-from tests.browser.conftest import start_server  # noqa: E402
+from tests.browser.conftest import sign_in, sign_in_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
 NOTE_A = "ana: new device, then three declined small payments."
@@ -18,9 +19,10 @@ NOTE_B = "bob: long-standing customer, the payments went through on retry."
 
 
 @pytest.fixture(scope="module")
-def two_analyst_server(tiny_home, tmp_path_factory):
-    """The app over a private copy of the tiny home, without SLEUTH_ANALYST (each tab names itself),
-    and the user of its top case (read before the server takes the DuckDB file)."""
+def two_analyst_server(tiny_home, tmp_path_factory, oidc_provider):
+    """The app over a private copy of the tiny home with sign-in through the loopback provider
+    (each tab signs in as its own analyst), and the user of its top case (read before the server
+    takes the DuckDB file)."""
     from analyst.config import Settings
     from analyst.service import Workbench
 
@@ -31,7 +33,7 @@ def two_analyst_server(tiny_home, tmp_path_factory):
         user = str(wb.queue().iloc[0]["user_id"])
     finally:
         wb.close()
-    srv = start_server(home, tmp_path_factory.mktemp("log") / "streamlit.log", {"SLEUTH_ANALYST": ""})
+    srv = sign_in_server(home, tmp_path_factory.mktemp("log"), oidc_provider)
     try:
         yield srv, user
     finally:
@@ -39,12 +41,8 @@ def two_analyst_server(tiny_home, tmp_path_factory):
 
 
 def _open_as(page: Page, url: str, user: str, name: str) -> None:
-    page.goto(f"{url}/case?user={user}")
+    sign_in(page, url, name, f"case?user={user}")
     expect(page.get_by_role("heading", name=f"Case: user {user}")).to_be_visible(timeout=90_000)
-    name_box = page.get_by_role("textbox", name="Your name")
-    name_box.fill(name)
-    name_box.press("Enter")
-    expect(page.get_by_text("Enter your name in the sidebar")).to_have_count(0, timeout=30_000)
     confirm = page.get_by_role("button", name="Confirm fraud")
     expect(confirm).to_have_count(1, timeout=30_000)  # one decision form, however slow the rerun
     expect(confirm).to_be_visible()
