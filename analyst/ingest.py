@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -206,11 +207,36 @@ def _read_bytes(path: str | Path) -> bytes:
 
 def _read_parquet(data: bytes, name: str) -> RawTable:
     try:
-        frame = pq.read_table(io.BytesIO(data)).to_pandas()
+        table = pq.read_table(io.BytesIO(data))
+        frame = table.to_pandas()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise IngestError(f"{name}: not a readable Parquet file ({_first_line(exc)})") from None
+    for column in table.column_names:
+        _keep_nan_apart(frame, column, table.column(column))
     frame.index = pd.RangeIndex(1, len(frame) + 1, name="row_number")
     return RawTable(frame, _rejects_frame())
+
+
+def _keep_nan_apart(frame: pd.DataFrame, column: str, values: pa.ChunkedArray) -> None:
+    """A stored NaN is a value, not a missing one: keep it as the text "NaN" so that the field
+    rules reject it ("amount: 'NaN' is not a number") as they do for a CSV cell. pandas would
+    otherwise merge it with null, and a missing amount is allowed."""
+    if not pa.types.is_floating(values.type):
+        return
+    nan = pc.fill_null(pc.is_nan(values), False).to_numpy(zero_copy_only=False)
+    if nan.any():
+        col = frame[column].astype(object)
+        col[nan] = "NaN"
+        frame[column] = col
+
+
+# a bare NaN / Infinity token (json.loads reads them as floats; JSON has no such values)
+_JSON_NONFINITE = re.compile(r"[:\[,]\s*-?(?:NaN|Infinity)\b")
+
+
+def _json_loads(text: str) -> Any:
+    """json.loads with NaN / Infinity kept as text, so they are rejected like a CSV cell."""
+    return json.loads(text, parse_constant=lambda token: token)
 
 
 def _read_csv(data: bytes, name: str, delimiter: str, column_names: Sequence[str] | None = None,
@@ -297,7 +323,7 @@ def _read_json(data: bytes, name: str) -> RawTable:
     stripped = text.lstrip()
     if stripped.startswith("["):   # one JSON array of objects
         try:
-            records = json.loads(stripped)
+            records = _json_loads(stripped)
         except json.JSONDecodeError as exc:
             raise IngestError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -306,7 +332,7 @@ def _read_json(data: bytes, name: str) -> RawTable:
         frame.index = pd.RangeIndex(1, len(frame) + 1, name="row_number")
         return RawTable(frame, _rejects_frame())
     body = text.rstrip("\r\n\t ")
-    if not _BLANK_LINE.search(body):
+    if not _BLANK_LINE.search(body) and not _JSON_NONFINITE.search(body):
         try:   # fast path: every line one object
             frame = pd.read_json(io.StringIO(body), lines=True, dtype=False, convert_dates=False,
                                  precise_float=True)
@@ -321,7 +347,7 @@ def _read_json(data: bytes, name: str) -> RawTable:
         if not line:
             continue
         try:
-            obj = json.loads(line)
+            obj = _json_loads(line)
         except json.JSONDecodeError as exc:
             bad_rows.append(i)
             reasons.append(f"not valid JSON ({exc.msg})")

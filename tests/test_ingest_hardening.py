@@ -100,3 +100,41 @@ def test_a_labels_import_cannot_forge_an_analyst_decision(store, tmp_path):
     assert "source: 'analyst' labels come from decisions in the app" in report.reasons[0]
     history = store.label_history()
     assert list(history["user_id"]) == ["u1"] and (history["source"] != "analyst").all()
+
+
+def nonfinite_file(tmp_path, fmt: str):
+    """Four payments: amount 2.5, missing, NaN, infinite, written the way each format writes them."""
+    users, amounts = ["u0", "u1", "u2", "u3"], [2.5, None, float("nan"), float("inf")]
+    ts = [f"2026-03-01T10:0{i}:00" for i in range(4)]
+    path = tmp_path / f"nan.{fmt}"
+    if fmt == "csv":
+        cells = ["2.5", "", "NaN", "inf"]
+        path.write_text("user_id,ts,event_type,amount\n"
+                        + "".join(f"{u},{t},payment,{c}\n" for u, t, c in zip(users, ts, cells)))
+    elif fmt == "jsonl":   # json.dumps writes the bare tokens NaN and Infinity
+        path.write_text("".join(json.dumps({"user_id": u, "ts": t, "event_type": "payment",
+                                            "amount": a}) + "\n" for u, t, a in zip(users, ts, amounts)))
+    else:                  # a real NaN, not a null: pyarrow keeps them apart
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        pq.write_table(pa.table({"user_id": users, "ts": ts, "event_type": ["payment"] * 4,
+                                 "amount": pa.array(amounts, type=pa.float64(), from_pandas=False)}), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_nan_and_infinite_amounts_are_rejected_alike_and_missing_ones_kept(store, tmp_path, fmt):
+    report = ingest_events(store, nonfinite_file(tmp_path, fmt))[0]
+    assert (report.accepted, report.rejected) == (2, 2)
+    reasons = " | ".join(store.quarantine(limit=None)["reason"])
+    assert "amount: 'NaN' is not a number" in reasons
+    assert "is not finite" in reasons
+    users = set(store.users()["user_id"])
+    assert users == {"u0", "u1"}     # the missing amount is allowed (an event without one)
+
+
+def test_a_nan_inside_a_json_string_is_only_text(store, tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"user_id": "u0", "ts": "2026-03-01T10:00:00", "event_type": "search",
+                                "query": "a:NaN, [Infinity"}) + "\n")
+    assert ingest_events(store, path)[0].accepted == 1

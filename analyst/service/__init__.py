@@ -75,6 +75,12 @@ class Workbench:
         self.jobs.wait(JOB_WAIT_ON_CLOSE_S)
         self.store.close()
 
+    def __enter__(self) -> "Workbench":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ access
     def actor(self, who: Who) -> Actor:
         """`who` as an Actor: an Actor as given, a plain name as a local operator (admin

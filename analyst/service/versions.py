@@ -1,11 +1,10 @@
 """Model versions: load (cached, on the configured device), train + register + promote in one
 store transaction, promote, roll back, and how a version ranks the cases it never saw.
 
-Training writes the version's files to a hidden temporary directory and renames it into place
-before the one transaction that registers it (with its audit rows, and the promotion of a
-store's first model). A kill before the rename leaves only a `.partial` directory; a kill
-between the rename and the commit leaves an unregistered directory; neither is ever read
-as a model, and the current model never changes until the commit.
+Training writes the version's files to a hidden `.partial` directory and renames it into place
+as the last step of the one transaction that registers it (with its audit rows, and the promotion
+of a store's first model), so the current model never changes until the commit. What a killed
+train leaves (see `model_files`) is removed by the next train of the same store.
 """
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analyst.config import Settings
+from analyst.service import model_files
 from analyst.service.records import ModelHandle, ProgressFn
 from analyst.store import Store
 from analyst.vocab import REVIEWED_SOURCES
@@ -95,6 +95,7 @@ class ModelRegistry:
         config = config or ScorerConfig()
         if self.settings.device != "auto":
             config = replace(config, device=self.settings.device)
+        self.sweep_orphans()
         if on_progress:
             on_progress(0.02, "loading events and labels")
         if config.tokenizer.use_signals:   # incremental: costs the events / labels since the last one
@@ -121,28 +122,31 @@ class ModelRegistry:
             "last_event_ts": str(events["ts"].max()), "seconds": round(time.perf_counter() - t0, 1),
         }
         path = self.settings.model_dir / version
-        partial = self.settings.model_dir / f".{version}.partial"
-        partial.mkdir(parents=True, exist_ok=True)
-        try:
-            scorer.save_pretrained(partial)
-            partial.rename(path)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
+        partial = model_files.partial_dir(self.settings.model_dir, version, self.settings.db_path)
         first = promote_if_first and self.current_version() is None
         try:
+            scorer.save_pretrained(partial)
             self.store.register_model(
                 version, str(path), metrics=_jsonable(dict(getattr(scorer, "fit_info_", {}) or {})),
                 status="current" if first else "candidate", created_by=analyst or self.settings.analyst,
-                data_snapshot=snapshot, actor=analyst or "system")
+                data_snapshot=snapshot, actor=analyst or "system",
+                place_files=lambda: partial.rename(path))
         except BaseException:
-            shutil.rmtree(path, ignore_errors=True)   # nothing registered it: no half version
+            shutil.rmtree(partial, ignore_errors=True)
+            if path.exists() and self.store.model(version) is None:
+                shutil.rmtree(path, ignore_errors=True)   # moved, but the commit failed
             raise
         with self._lock:
             self._scorers[version] = scorer
         if on_progress:
             on_progress(1.0, f"trained {version}")
         return version
+
+    def sweep_orphans(self) -> list[str]:
+        """Remove the directories killed trains of this store left; returns their names."""
+        registered = set(self.store.models()["version"])
+        removed = model_files.sweep_orphans(self.settings.model_dir, self.settings.db_path, registered)
+        return [p.name for p in removed]
 
     def _training_labels(self) -> pd.DataFrame:
         labels = self.store.latest_labels()

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -640,11 +640,14 @@ class Store:
 
     def register_model(self, version: str, path: str, *, metrics: dict | None = None,
                        status: str = "candidate", created_by: str | None = None,
-                       data_snapshot: dict | None = None, actor: str | None = None) -> None:
+                       data_snapshot: dict | None = None, actor: str | None = None,
+                       place_files: Callable[[], None] | None = None) -> None:
         """Record a saved model version. status 'current' demotes the previous current one.
 
         With `actor`, the audit rows go in the same transaction: "train" (detail: the data
-        snapshot) and, for status 'current', "promote". All of it commits, or none of it.
+        snapshot) and, for status 'current', "promote". `place_files` (moving the version's files
+        to `path`) runs last, just before the commit; if it fails, nothing is registered. All of
+        it commits, or none of it.
         """
         if not version:
             raise ValueError(f"version={version!r}: a version is required")
@@ -665,6 +668,8 @@ class Store:
                 _write_audit(cur, now, actor, "train", new=version, detail=data_snapshot)
                 if status == "current":
                     _write_audit(cur, now, actor, "promote", old=old, new=version)
+            if place_files is not None:
+                place_files()
 
     def models(self) -> pd.DataFrame:
         """All model versions, oldest first."""
