@@ -45,6 +45,17 @@ def score_frame(scores: dict[str, float]) -> pd.DataFrame:
     return pd.DataFrame({"user_id": list(scores), "score": list(scores.values())})
 
 
+@pytest.fixture(autouse=True, params=["live", "stored"])
+def hub_ranking(request, monkeypatch):
+    """Every test twice: hubs ranked at the call (the defaults: no value here has 64 users), and
+    with tiny thresholds so dev-A and the hub IP keep a stored ranking (`hub_top`) that serves
+    max_users <= 5 (larger ones rank at the call)."""
+    if request.param == "stored":
+        monkeypatch.setattr(link_table, "HUB_MIN_USERS", 2)
+        monkeypatch.setattr(link_table, "HUB_TOP", 6)
+    return request.param
+
+
 @pytest.fixture
 def store(tmp_path):
     with Store(tmp_path / "links.duckdb") as s:
@@ -226,3 +237,38 @@ def test_cli_links_json_and_table(tmp_path, monkeypatch, capsys):
     assert main(["links", "nobody"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "sleuth: error: no user 'nobody' in the store"
+
+
+def test_a_hubs_stored_ranking_equals_ranking_it_at_the_call_after_every_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(link_table, "HUB_MIN_USERS", 2)
+    monkeypatch.setattr(link_table, "HUB_TOP", 6)
+    everyone = ["u1", "u2", "u3", "u4", "u5", *(f"h{i:02d}" for i in range(N_HUB)), "n1", "n2"]
+
+    def check(s: Store) -> None:
+        hubs = s._read("SELECT v.value, h.n_users FROM sleuth.hub_top h JOIN sleuth.entity_values v USING (vid)")
+        assert set(hubs["value"]) >= {"dev-A", HUB_IP}               # the stored path is the one taken
+        stored = {u: links(s, u, depth=2, max_users=5) for u in everyone if u in set(s.users()["user_id"])}
+        monkeypatch.setattr(link_table, "HUB_TOP", 0)                 # reads rank every value at the call
+        try:
+            assert {u: links(s, u, depth=2, max_users=5) for u in stored} == stored
+        finally:
+            monkeypatch.setattr(link_table, "HUB_TOP", 6)
+
+    with Store(tmp_path / "hubs.duckdb") as s:
+        s.add_events(world())
+        s.refresh_links()
+        check(s)                                                      # built, nobody scored
+        s.add_scores(score_frame(SCORES), "v1")
+        check(s)                                                      # everyone's risk at once
+        s.add_scores(score_frame({"h00": 0.99, "u2": 0.01}), "v1")
+        check(s)                                                      # a few users' risk
+        s.add_events(pd.DataFrame([ev("n1", 300, ip=HUB_IP, device_id="dev-A"), ev("n2", 301, ip=HUB_IP)]))
+        s.add_scores(score_frame({"n2": 0.97}), "v1")                 # scored before its links exist
+        s.refresh_links()
+        check(s)                                                      # new users on the hubs
+        s.add_scores(score_frame({"u3": 0.5, "h10": 0.98}), "v2")
+        s.register_model("v2", "/nowhere", status="current")
+        check(s)                                                      # another model is current
+        monkeypatch.setattr(link_table, "HUB_FULL_BELOW", 1)
+        s.add_scores(score_frame({"u1": 0.96, "h11": 0.2}), "v2")
+        check(s)                                                      # the re-rank-every-hub branch

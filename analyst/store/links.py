@@ -10,7 +10,10 @@ Tables (derived data, created here, not in the schema; rebuilt when the config c
 - `sleuth.entity_users(vid, uid, n_events, first_ts, last_ts)`: who used a value, how often,
   first and last time, sorted by (vid, uid);
 - `sleuth.user_entities(uid, vid, kind, value)`: the same pairs sorted by uid, to find a user's
-  values (with their names: read here they are one contiguous run, not ~90 scattered rows).
+  values (with their names: read here they are one contiguous run, not ~90 scattered rows);
+- `sleuth.hub_top(vid, n_users, top)`: for each hub (a value with more than `HUB_MIN_USERS`
+  users) its user count and its `HUB_TOP` riskiest users (uids, riskiest first), kept current
+  with the risk and the pairs, so a lookup never ranks a hub's thousands of rows again.
 `vid` and `uid` are dense integer ids: in (kind, value) / user_id order at a full build, later
 ones after.
 
@@ -21,10 +24,12 @@ integer column down to the wanted values' rows, but on a (kind, value) string ke
 of 556 row groups (~45 ms a call); a constant IN list of strings still reads ~1.2M rows (~25 ms).
 Ranking the ~31k rows by a risk joined from `sleuth.scores` (string user ids, 200k rows) took
 p50 25 / p95 30-54 ms; by the integer-keyed stored risk 11 / 18 ms. `max_by(uid, key, n)` keeps the
-top n per value at half the cost of a row_number() window.
+top n per value at half the cost of a row_number() window. Most of those rows are on a few hubs
+(shop-wide items, shared IPs): their stored ranking (`hub_top`) leaves ~2k rows to rank per call.
 
 Risk is kept current inside the writes that change it (`update_risk`: `Store.add_scores`, and
-a model becoming or ceasing to be current). Events are append-only, so a refresh adds the pairs
+a model becoming or ceasing to be current), and with it the rankings of the hubs those users are
+on (all of them when more than `HUB_FULL_BELOW` users changed or the model did). Events are append-only, so a refresh adds the pairs
 of events that arrived since the last one (event_id above the meta watermark): counts summed and
 times widened on known pairs (UPDATE in place), new pairs appended as one sorted run. While the
 tables are small, or once they hold more than `MAX_RUNS` runs, both pair tables are rewritten in
@@ -47,9 +52,13 @@ from models.signals import SignalConfig, entity_prefix
 COMPACT_BELOW_ROWS = 2_000_000   # rewrite the pair tables on every refresh while this small
 MAX_RUNS = 4                     # ... or when they would hold more sorted runs than this
 _META_CONFIG, _META_EVENT, _META_RUNS = "links_config", "links_event_id", "links_runs"
-TABLES: tuple[str, ...] = ("entity_values", "link_users", "entity_users", "user_entities")
-LAYOUT = 1   # bump when the tables change shape: files built by an older layout are rebuilt
+TABLES: tuple[str, ...] = ("entity_values", "link_users", "entity_users", "user_entities", "hub_top")
+LAYOUT = 2   # bump when the tables change shape: files built by an older layout are rebuilt
 MAX_LISTED = 1000   # the most users one value may list: a hub gives its count, never thousands of rows
+HUB_MIN_USERS = 64   # a value with more users than this is a hub: its ranking is stored (hub_top)
+HUB_TOP = 51         # ... its HUB_TOP riskiest users: serves max_users <= HUB_TOP - 1 (the center
+                     # user is left out); a larger max_users ranks the hub's rows at the call
+HUB_FULL_BELOW = 10_000   # a risk update of more users than this re-ranks every hub at once
 
 
 @dataclass(frozen=True)
@@ -130,14 +139,47 @@ def update_risk(cur: duckdb.DuckDBPyConnection, user_ids: Sequence[str] | None =
         cur.execute("UPDATE sleuth.link_users l SET risk = r.risk FROM (SELECT u.uid, s.risk FROM "
                     "sleuth.link_users u LEFT JOIN (" + _SQL_RISK_ALL + ") s USING (user_id)) r "
                     "WHERE l.uid = r.uid")
+        _rank_hubs(cur)
         return
-    cur.execute("CREATE TEMP TABLE _link_risk_ids AS SELECT DISTINCT CAST(unnest(CAST(? AS VARCHAR[])) "
-                "AS VARCHAR) AS user_id", [[str(u) for u in user_ids]])
+    names = sorted({str(u) for u in user_ids})
+    cur.execute("CREATE TEMP TABLE _link_risk_ids AS SELECT CAST(unnest(CAST(? AS VARCHAR[])) "
+                "AS VARCHAR) AS user_id", [names])
     try:
         cur.execute("UPDATE sleuth.link_users l SET risk = r.risk FROM (" + _SQL_RISK_OF + ") r "
                     "WHERE l.user_id = r.user_id")
+        if len(names) > HUB_FULL_BELOW:
+            _rank_hubs(cur)
+        else:
+            cur.execute(_SQL_HUBS_OF_USERS)
+            _rank_hubs(cur, "temp._hub_vids")
     finally:
-        _drop_temp(cur, "_link_risk_ids")
+        _drop_temp(cur, "_link_risk_ids", "_hub_vids")
+
+
+# ------------------------------------------------------------------------------ hubs
+_SQL_HUB_ROWS = (
+    "SELECT e.vid, count(*) AS n_users, max_by(e.uid, (coalesce(u.risk, -1.0), -e.uid), $hub_top) "
+    "AS top FROM sleuth.entity_users e LEFT JOIN sleuth.link_users u ON u.uid = e.uid "
+)
+_SQL_HUB_GROUP = " GROUP BY e.vid HAVING count(*) > $hub_min ORDER BY e.vid"
+_SQL_HUBS_OF_USERS = (      # the hubs whose ranking the users in temp._link_risk_ids may change
+    "CREATE TEMP TABLE _hub_vids AS SELECT DISTINCT ue.vid FROM sleuth.user_entities ue "
+    "JOIN sleuth.link_users l ON l.uid = ue.uid JOIN temp._link_risk_ids r ON r.user_id = l.user_id "
+    "SEMI JOIN sleuth.hub_top h ON h.vid = ue.vid"
+)
+
+
+def _rank_hubs(cur: duckdb.DuckDBPyConnection, vids_table: str | None = None) -> None:
+    """Recompute `hub_top` inside the caller's transaction: every hub, or only the values listed
+    in `vids_table` (a temp table of vids; those that are, or have become, hubs)."""
+    params = {"hub_top": HUB_TOP, "hub_min": HUB_MIN_USERS}
+    if vids_table is None:
+        cur.execute("DROP TABLE IF EXISTS sleuth.hub_top")
+        cur.execute("CREATE TABLE sleuth.hub_top AS " + _SQL_HUB_ROWS + _SQL_HUB_GROUP, params)
+        return
+    cur.execute("DELETE FROM sleuth.hub_top WHERE vid IN (SELECT vid FROM " + vids_table + ")")
+    cur.execute("INSERT INTO sleuth.hub_top " + _SQL_HUB_ROWS + "WHERE e.vid IN (SELECT vid FROM "
+                + vids_table + ")" + _SQL_HUB_GROUP, params)
 
 
 # ------------------------------------------------------------------------------ refresh
@@ -210,6 +252,7 @@ def _build(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute(_SQL_PAIR_IDS)
     cur.execute("CREATE TABLE sleuth.entity_users AS SELECT * FROM temp._link_ids ORDER BY vid, uid")
     cur.execute(_SQL_USER_ENTITIES)
+    _rank_hubs(cur)
     write_meta(cur, _META_RUNS, "1")
 
 
@@ -225,6 +268,8 @@ def _append(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("INSERT INTO sleuth.entity_users SELECT * FROM temp._link_new ORDER BY vid, uid")
     cur.execute("INSERT INTO sleuth.user_entities SELECT n.uid, n.vid, v.kind, v.value FROM temp._link_new n "
                 "JOIN sleuth.entity_values v ON v.vid = n.vid ORDER BY n.uid, n.vid")
+    cur.execute("CREATE TEMP TABLE _hub_vids AS SELECT DISTINCT vid FROM temp._link_new")
+    _rank_hubs(cur, "temp._hub_vids")   # new users on a value: its count and maybe its top
     runs = int(read_meta(cur, _META_RUNS) or 1) + 1
     total = cur.execute("SELECT count(*) FROM sleuth.entity_users").fetchall()[0][0]
     if total < COMPACT_BELOW_ROWS or runs > MAX_RUNS:
@@ -251,7 +296,7 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: LinkConfig) -> int:
         elif n:
             _append(cur)
     finally:
-        _drop_temp(cur, "_link_pairs", "_link_ids", "_link_new")
+        _drop_temp(cur, "_link_pairs", "_link_ids", "_link_new", "_hub_vids")
     write_meta(cur, _META_CONFIG, wanted)
     write_meta(cur, _META_EVENT, str(max_event))
     return n
@@ -260,7 +305,8 @@ def refresh(cur: duckdb.DuckDBPyConnection, config: LinkConfig) -> int:
 # ------------------------------------------------------------------------------ read
 # The values wanted: those of the center user, or (second hop) those of the `via` users that the
 # center did not use; per value, every user on it (the count) and the top `max_users` others by
-# (risk desc, unscored last, then uid). Then the listed users (~1,200 a call on the bench store)
+# (risk desc, unscored last, then uid): a hub's from its stored ranking (`hub_top`, the center
+# filtered out) while max_users < HUB_TOP, the other values' ranked at the call. Then the listed users (~1,200 a call on the bench store)
 # are named by `uid = ANY(list)` (~4 ms; joined inside the first query, DuckDB hashed all 100k
 # names: ~10 ms) and their latest cases found.
 _SQL_WANTED_CENTER = "wanted AS (SELECT vid, kind, value FROM sleuth.user_entities WHERE uid = $center)"
@@ -269,11 +315,14 @@ _SQL_WANTED_VIA = (
     "  AND vid NOT IN (SELECT vid FROM sleuth.user_entities WHERE uid = $center))"
 )
 _SQL_PER_VALUE = (
+    ", hubs AS (SELECT h.vid, h.n_users, list_filter(h.top, lambda x: x <> $center)[1:$max_users] AS top "
+    "  FROM sleuth.hub_top h WHERE $max_users < $hub_top AND h.vid IN (SELECT vid FROM wanted)) "
     ", per_value AS (SELECT e.vid, count(*) AS n_users, "
     "  max_by(e.uid, (coalesce(u.risk, -1.0), -e.uid), $max_users) FILTER (WHERE e.uid <> $center) AS top "
     "  FROM sleuth.entity_users e LEFT JOIN sleuth.link_users u ON u.uid = e.uid "
-    "  WHERE e.vid IN (SELECT vid FROM wanted) GROUP BY e.vid) "
-    "SELECT w.kind, w.value, p.n_users, p.top FROM per_value p JOIN wanted w ON w.vid = p.vid"
+    "  WHERE e.vid IN (SELECT vid FROM wanted WHERE vid NOT IN (SELECT vid FROM hubs)) GROUP BY e.vid) "
+    "SELECT w.kind, w.value, p.n_users, p.top FROM (SELECT * FROM per_value UNION ALL SELECT * FROM hubs) p "
+    "JOIN wanted w ON w.vid = p.vid"
 )
 _SQL_LINKS_CENTER = "WITH " + _SQL_WANTED_CENTER + _SQL_PER_VALUE
 _SQL_LINKS_VIA = "WITH " + _SQL_WANTED_VIA + _SQL_PER_VALUE
@@ -301,7 +350,7 @@ def entity_links(cur: duckdb.DuckDBPyConnection, center: str, *, max_users: int,
                          "train / score do)") from exc
     if not found:
         return []
-    params: dict[str, Any] = {"center": found[0][0], "max_users": int(max_users)}
+    params: dict[str, Any] = {"center": found[0][0], "max_users": int(max_users), "hub_top": HUB_TOP}
     if via is None:
         sql = _SQL_LINKS_CENTER
     else:
