@@ -89,10 +89,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     mix = _queue_mix(args)
+    if args.engine == "ray" and not (args.events and args.out):
+        raise CliError("--engine ray needs --events DIR (from `sleuth export --parquet DIR`) and --out DIR")
+    if args.engine == "local" and (args.events or args.out or args.address):
+        raise CliError("--events / --out / --address go with --engine ray")
     wb = _workbench(args)
     try:
-        result = wb.score(budget=args.budget, top_pct=args.top_pct, explain_cases=not args.no_explain,
-                          progress=True, mix=mix)
+        if args.engine == "ray":
+            result = wb.score_on_ray(args.events, args.out, actors=args.actors, address=args.address,
+                                     budget=args.budget, top_pct=args.top_pct,
+                                     explain_cases=not args.no_explain, mix=mix)
+            print(f"Ray: {result['actors']} actors ({result['device']}) scored in {result['seconds']:.1f} s; "
+                  f"scores in {args.out}")
+        else:
+            result = wb.score(budget=args.budget, top_pct=args.top_pct, explain_cases=not args.no_explain,
+                              progress=True, mix=mix)
     finally:
         wb.close()
     kind = "" if mix is None else (f" (label queue: {mix.top_share:.0%} high risk, {mix.uncertain_share:.0%} "
@@ -212,6 +223,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     else:
         print(text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    wb = _workbench(args)
+    try:
+        manifest = wb.export_events(args.parquet, partitions=args.partitions, signals=not args.no_signals)
+    finally:
+        wb.close()
+    print(f"wrote {manifest['events']:,} events of {manifest['users']:,} users to {args.parquet} "
+          f"({len(manifest['files'])} files)")
     return 0
 
 
@@ -439,6 +461,21 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_CONTROL_SHARE})")
     p.add_argument("--mix-seed", type=int,
                    help="seed of the control draw (implies --mix; default: today's date as YYYYMMDD)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: in this process (default); ray: Ray Data over an export (--events), "
+                        "scores written to --out and loaded into the store")
+    p.add_argument("--events", metavar="DIR", help="with --engine ray: a `sleuth export --parquet` directory")
+    p.add_argument("--out", metavar="DIR", help="with --engine ray: a new directory for the scores Parquet")
+    p.add_argument("--actors", type=int, default=2, help="with --engine ray: scorer actors (default 2)")
+    p.add_argument("--address", help="with --engine ray: an existing Ray cluster (e.g. auto or "
+                                     "ray://head:10001); default: a local Ray on this machine")
+
+    p = verb("export", cmd_export, "write every user's events as partitioned Parquet (for --engine ray)")
+    p.add_argument("--parquet", metavar="DIR", required=True, help="a new or empty directory")
+    p.add_argument("--partitions", type=int, default=16,
+                   help="files, by hash of user_id (default 16; a user never spans files)")
+    p.add_argument("--no-signals", action="store_true",
+                   help="leave out the velocity / entity signal columns (models that read them need them)")
 
     p = verb("explain", cmd_explain, "explain one user's risk: attributions, surprise, reasons")
     p.add_argument("user")

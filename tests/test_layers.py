@@ -21,7 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # the service package's own order: a module may import only those before it
-SERVICE_ORDER = ("records", "demo", "labels", "links", "jobs", "model_files", "versions", "explanations", "scoring", "cases",
+SERVICE_ORDER = ("records", "demo", "labels", "links", "jobs", "model_files", "versions", "explanations", "export",
+                 "ray_scoring", "scoring", "cases",
                  "review", "rings", "rescoring", "__init__")
 
 

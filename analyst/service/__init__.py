@@ -38,10 +38,11 @@ from analyst.service import rings as ring_cases
 from analyst.service.cases import Cases
 from analyst.service.explanations import Explanations
 from analyst.service.jobs import Jobs
+from analyst.service.export import DEFAULT_PARTITIONS, export_events
 from analyst.service.records import CaseView, ConflictError, Decision, Job, ModelHandle, ProgressFn
 from analyst.service.review import Reviews
 from analyst.service.rings import Ring, RingDecision
-from analyst.service.scoring import DEFAULT_ALERT_BUDGET, score_all
+from analyst.service.scoring import DEFAULT_ALERT_BUDGET, score_all, score_on_ray
 from analyst.service.versions import BACKTEST_MIN, BACKTEST_SHARE, ModelRegistry
 from analyst.store import Store
 from analyst.vocab import ALERT_QUALITY, DECISIONS, OPEN_STATUSES, REASON_CODES
@@ -140,6 +141,25 @@ class Workbench:
         self.allowed(by or self.settings.local_user, "admin", "score users and open cases")
         return score_all(self.store, self.explanations, self.model(version), budget=budget, top_pct=top_pct,
                          explain_cases=explain_cases, progress=progress, on_progress=on_progress, mix=mix)
+
+    def score_on_ray(self, events_dir: str | Path, out_dir: str | Path, *, version: str | None = None,
+                     actors: int = 2, address: str | None = None, budget: int | None = DEFAULT_ALERT_BUDGET,
+                     top_pct: float | None = None, explain_cases: bool = True, mix: QueueMix | None = None,
+                     by: Who | None = None) -> dict:
+        """Score an export on Ray Data, store the scores and open cases (`scoring.score_on_ray`);
+        `by`: an admin (default the local operator)."""
+        self.allowed(by or self.settings.local_user, "admin", "score users and open cases")
+        model = self.model(version)
+        path = self.store.model(model.version)["path"]
+        return score_on_ray(self.store, self.explanations, model, path, str(events_dir), str(out_dir),
+                            actors=actors, address=address, device=self.settings.device, budget=budget,
+                            top_pct=top_pct, explain_cases=explain_cases, mix=mix)
+
+    def export_events(self, out_dir: str | Path, *, partitions: int = DEFAULT_PARTITIONS,
+                      signals: bool = True, by: Who | None = None) -> dict:
+        """Every user's events as partitioned Parquet (`export.export_events`); an admin's."""
+        self.allowed(by or self.settings.local_user, "admin", "export events")
+        return export_events(self.store, out_dir, partitions=partitions, signals=signals)
 
     # ------------------------------------------------------------------ explanations
     def explanation(self, user_id: str, *, version: str | None = None, fresh: bool = False, until=None,

@@ -4,6 +4,7 @@ or a mixed label queue (analyst/sampling.py), and the opened cases' explanations
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from analyst.sampling import QueueMix, queue_draw
 from analyst.service.explanations import Explanations
 from analyst.service.records import ModelHandle, ProgressFn
+from analyst.service.ray_scoring import read_scores
 from analyst.store import Store, utcnow
 
 DEFAULT_ALERT_BUDGET = 50
@@ -50,6 +52,20 @@ def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
     if on_progress:
         on_progress(0.15, f"scoring {events['user_id'].nunique():,} users")
     scores = model.scorer.score_users(events, progress=progress)
+    return store_and_open(store, explanations, model, scores, budget=budget, top_pct=top_pct,
+                          explain_cases=explain_cases, on_progress=on_progress, mix=mix)
+
+
+def store_and_open(store: Store, explanations: Explanations, model: ModelHandle, scores: pd.DataFrame, *,
+                   budget: int | None = DEFAULT_ALERT_BUDGET, top_pct: float | None = None,
+                   explain_cases: bool = True, on_progress: ProgressFn | None = None,
+                   mix: QueueMix | None = None) -> dict:
+    """Store `scores` (user_id, score, ...: `Scorer.score_users` by `model`, in this process or
+    on Ray) and open cases as `score_all` describes; returns {"version", "scored", "opened"}."""
+    if top_pct is not None and not 0 < top_pct <= 100:
+        raise ValueError(f"top_pct={top_pct}: expected a percentage in (0, 100]")
+    if mix is not None and not isinstance(mix, QueueMix):
+        raise ValueError(f"mix={mix!r}: expected an analyst.sampling.QueueMix")
     store.add_scores(scores, model.version)
     labelled = store.labelled_user_ids()
     n_open = int(np.ceil(len(scores) * top_pct / 100)) if top_pct is not None else int(budget or 0)
@@ -81,3 +97,33 @@ def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
     if on_progress:
         on_progress(1.0, f"scored {len(scores):,} users, opened {opened} cases")
     return {"version": model.version, "scored": int(len(scores)), "opened": int(opened)}
+
+
+def score_on_ray(store: Store, explanations: Explanations, model: ModelHandle, model_path: str,
+                 events_dir: str, out_dir: str, *, actors: int = 2, address: str | None = None,
+                 device: str = "auto", **open_kwargs: Any) -> dict:
+    """Score an export (`sleuth export --parquet`) with `model` on Ray Data into `out_dir`
+    (analyst/service/ray_scoring.py), then store the scores and open cases as `score_all`.
+    ValueError (one line) when the export holds users the store does not know, or misses
+    some it does (export again after new events arrive)."""
+    from analyst.service.export import read_manifest
+    from analyst.service.ray_scoring import score_export
+
+    if model.reads_signals and not read_manifest(events_dir)["signals"]:
+        raise ValueError(f"model {model.version} reads the signal columns but the export {events_dir!r} "
+                         "has none: export with signals (the default)")
+    store.refresh_links()
+    done = score_export(events_dir, out_dir, model_path=model_path, version=model.version, actors=actors,
+                        address=address, device=device)
+    scores = read_scores(out_dir)[1]
+    known = set(store.users()["user_id"].astype(str))
+    unknown = sorted(set(scores["user_id"].astype(str)) - known)
+    if unknown:
+        raise ValueError(f"the export scores user {unknown[0]!r} ({len(unknown)} in all) that this store "
+                         "does not hold: export from this store")
+    if len(scores) < len(known):
+        raise ValueError(f"the export holds {len(scores):,} of the store's {len(known):,} users: "
+                         "export again (`sleuth export --parquet DIR`)")
+    result = store_and_open(store, explanations, model, scores[["user_id", "score"]], **open_kwargs)
+    return {**result, "engine": "ray", "actors": actors, "seconds": done["seconds"],
+            "device": done["device"]}

@@ -420,6 +420,13 @@ class Store:
         with self._con.cursor() as cur:
             return ring_table.shared_values(cur, user_ids, kinds=kinds, max_users=max_users)
 
+    def user_partitions(self, partitions: int) -> pd.DataFrame:
+        """user_id and partition (`hash(user_id) % partitions`, DuckDB's hash) of every user with
+        events, ordered by (partition, user_id): how an export splits users across files."""
+        n = positive_int(partitions, "partitions")
+        return self._read("SELECT user_id, CAST(hash(user_id) % ? AS INTEGER) AS partition "
+                          "FROM sleuth.user_stats ORDER BY partition, user_id", [n])
+
     def users(self, *, limit: int | None = None, offset: int = 0,
               search: str | None = None) -> pd.DataFrame:
         """One row per user: user_id, n_events, first_ts, last_ts, event_types (sorted list).
