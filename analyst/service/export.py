@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,27 @@ def part_name(partition: int) -> str:
     return f"part-{partition:05d}.parquet"
 
 
+@contextmanager
+def new_directory(out_dir: str | Path) -> Iterator[Path]:
+    """A hidden sibling of `out_dir` to write into: renamed to `out_dir` when the block ends,
+    removed on any error, so `out_dir` appears whole or not at all. ValueError (one line) when
+    `out_dir` already exists and is not an empty directory."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ValueError(f"{str(out_dir)!r} already exists and is not an empty directory; give a new one")
+    partial = out_dir.with_name("." + out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if out_dir.exists():
+            out_dir.rmdir()
+        partial.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
 def export_events(store: Store, out_dir: str | Path, *, partitions: int = DEFAULT_PARTITIONS,
                   signals: bool = True, known_at: Any = None) -> dict:
     """Write every user's events into `out_dir` (new or empty) as described in the module
@@ -38,17 +61,11 @@ def export_events(store: Store, out_dir: str | Path, *, partitions: int = DEFAUL
     directory that already holds files."""
     if not isinstance(partitions, int) or isinstance(partitions, bool) or not 1 <= partitions <= 4096:
         raise ValueError(f"partitions={partitions!r}: expected an integer from 1 to 4096")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ValueError(f"{str(out_dir)!r} already exists and is not an empty directory; give a new one")
-    if signals:
-        store.refresh_signals()
-    known_at = (known_at or utcnow()) if signals else None
-    buckets = store.user_partitions(partitions)
-    partial = out_dir.with_name("." + out_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with new_directory(out_dir) as partial:      # a used out_dir fails before any work
+        if signals:
+            store.refresh_signals()
+        known_at = (known_at or utcnow()) if signals else None
+        buckets = store.user_partitions(partitions)
         files, n_events = [], 0
         for partition, users in buckets.groupby("partition", sort=True):
             frame = store.events(user_ids=users["user_id"].tolist(), signals=signals, known_at=known_at)
@@ -61,12 +78,6 @@ def export_events(store: Store, out_dir: str | Path, *, partitions: int = DEFAUL
                     "created_at": str(utcnow()), "sorted_by": ["user_id", "ts"],
                     "partition_by": "hash(user_id) % partitions"}
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out_dir.exists():
-            out_dir.rmdir()
-        partial.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analyst.service.export import read_manifest
+from analyst.service.export import new_directory, read_manifest
 
 SCORES_MANIFEST = "sleuth-scores.json"
 SCORE_COLUMNS = ("user_id", "score", "head_logit", "surprise", "n_events", "as_of")
@@ -61,53 +60,44 @@ class UserScorer:
 
 def score_export(events_dir: str | Path, out_dir: str | Path, *, model_path: str | Path, version: str,
                  actors: int = 2, address: str | None = None, device: str = "auto",
-                 threads: int | None = None) -> dict:
+                 threads: int | None = None) -> tuple[dict, pd.DataFrame]:
     """Score every user of an export with Ray Data (see the module docstring); returns the
-    scores manifest. `address`: an existing Ray cluster ("auto", "ray://host:10001"); without
-    it a local Ray is started on this machine's CPUs and stopped at the end."""
+    scores manifest and the scores (as `read_scores`). `address`: an existing Ray cluster
+    ("auto", "ray://host:10001"); without it a local Ray is started on this machine's CPUs and
+    stopped at the end."""
     try:
         import ray
     except ImportError as exc:
         raise ValueError('engine "ray" needs Ray: pip install -e ".[ray]"') from exc
     if not isinstance(actors, int) or isinstance(actors, bool) or actors < 1:
         raise ValueError(f"actors={actors!r}: expected a positive integer")
-    events_dir, out_dir = Path(events_dir), Path(out_dir)
+    events_dir = Path(events_dir)
     manifest = read_manifest(events_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ValueError(f"{str(out_dir)!r} already exists and is not an empty directory; give a new one")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-    t0 = time.perf_counter()
-    partial = out_dir.with_name("." + out_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        resources = _actor_resources(ray.cluster_resources(), actors, device)
-        cores = os.cpu_count() or 1
-        kwargs = {"model_path": str(model_path), "events_dir": str(events_dir.resolve()),
-                  "device": resources.pop("device"), "threads": threads or max(1, cores // actors)}
-        ds = ray.data.from_items([{"file": f} for f in manifest["files"]],
-                                 override_num_blocks=max(1, len(manifest["files"])))
-        ds = ds.map_batches(UserScorer, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pandas",
-                            compute=ray.data.ActorPoolStrategy(size=actors), **resources)
-        ds.write_parquet(str(partial))
-        scores = read_scores_files(partial)
-        seconds = time.perf_counter() - t0
-        done = {"version": str(version), "model_path": str(model_path), "users": int(len(scores)),
-                "actors": actors, "seconds": round(seconds, 2), "export": manifest,
-                "address": address, "actor_resources": resources, "device": kwargs["device"]}
-        (partial / SCORES_MANIFEST).write_text(json.dumps(done, indent=1))
-        if out_dir.exists():
-            out_dir.rmdir()
-        partial.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    finally:
+    with new_directory(out_dir) as partial:      # a used out_dir fails before Ray starts
+        started = not ray.is_initialized()
         if started:
-            ray.shutdown()
-    return done
+            ray.init(address=address, num_cpus=None if address else os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        t0 = time.perf_counter()
+        try:
+            resources = _actor_resources(ray.cluster_resources(), actors, device)
+            device_used = resources.pop("device")
+            kwargs = {"model_path": str(model_path), "events_dir": str(events_dir.resolve()),
+                      "device": device_used, "threads": threads or max(1, (os.cpu_count() or 1) // actors)}
+            ds = ray.data.from_items([{"file": f} for f in manifest["files"]],
+                                     override_num_blocks=max(1, len(manifest["files"])))
+            ds = ds.map_batches(UserScorer, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pandas",
+                                compute=ray.data.ActorPoolStrategy(size=actors), **resources)
+            ds.write_parquet(str(partial))
+        finally:
+            if started:
+                ray.shutdown()
+        scores = read_scores_files(partial)
+        done = {"version": str(version), "model_path": str(model_path), "users": int(len(scores)),
+                "actors": actors, "seconds": round(time.perf_counter() - t0, 2), "export": manifest,
+                "address": address, "actor_resources": resources, "device": device_used}
+        (partial / SCORES_MANIFEST).write_text(json.dumps(done, indent=1))
+    return done, scores
 
 
 def _actor_resources(cluster: dict[str, Any], actors: int, device: str) -> dict[str, Any]:

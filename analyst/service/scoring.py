@@ -12,10 +12,16 @@ import pandas as pd
 from analyst.sampling import QueueMix, queue_draw
 from analyst.service.explanations import Explanations
 from analyst.service.records import ModelHandle, ProgressFn
-from analyst.service.ray_scoring import read_scores
 from analyst.store import Store, utcnow
 
 DEFAULT_ALERT_BUDGET = 50
+
+
+def _check_queue_args(top_pct: float | None, mix: QueueMix | None) -> None:
+    if top_pct is not None and not 0 < top_pct <= 100:
+        raise ValueError(f"top_pct={top_pct}: expected a percentage in (0, 100]")
+    if mix is not None and not isinstance(mix, QueueMix):
+        raise ValueError(f"mix={mix!r}: expected an analyst.sampling.QueueMix")
 
 
 def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
@@ -38,10 +44,7 @@ def score_all(store: Store, explanations: Explanations, model: ModelHandle, *,
     Explanations of opened cases are computed now and stored with the model version (frozen
     at alert time).
     """
-    if top_pct is not None and not 0 < top_pct <= 100:
-        raise ValueError(f"top_pct={top_pct}: expected a percentage in (0, 100]")
-    if mix is not None and not isinstance(mix, QueueMix):
-        raise ValueError(f"mix={mix!r}: expected an analyst.sampling.QueueMix")
+    _check_queue_args(top_pct, mix)
     if on_progress:
         on_progress(0.05, "loading events")
     if model.reads_signals:
@@ -62,10 +65,7 @@ def store_and_open(store: Store, explanations: Explanations, model: ModelHandle,
                    mix: QueueMix | None = None) -> dict:
     """Store `scores` (user_id, score, ...: `Scorer.score_users` by `model`, in this process or
     on Ray) and open cases as `score_all` describes; returns {"version", "scored", "opened"}."""
-    if top_pct is not None and not 0 < top_pct <= 100:
-        raise ValueError(f"top_pct={top_pct}: expected a percentage in (0, 100]")
-    if mix is not None and not isinstance(mix, QueueMix):
-        raise ValueError(f"mix={mix!r}: expected an analyst.sampling.QueueMix")
+    _check_queue_args(top_pct, mix)
     store.add_scores(scores, model.version)
     labelled = store.labelled_user_ids()
     n_open = int(np.ceil(len(scores) * top_pct / 100)) if top_pct is not None else int(budget or 0)
@@ -113,9 +113,8 @@ def score_on_ray(store: Store, explanations: Explanations, model: ModelHandle, m
         raise ValueError(f"model {model.version} reads the signal columns but the export {events_dir!r} "
                          "has none: export with signals (the default)")
     store.refresh_links()
-    done = score_export(events_dir, out_dir, model_path=model_path, version=model.version, actors=actors,
-                        address=address, device=device)
-    scores = read_scores(out_dir)[1]
+    done, scores = score_export(events_dir, out_dir, model_path=model_path, version=model.version,
+                                actors=actors, address=address, device=device)
     known = set(store.users()["user_id"].astype(str))
     unknown = sorted(set(scores["user_id"].astype(str)) - known)
     if unknown:
