@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analyst.views import common, identity
+from analyst.views import common, identity, live
 
 st.set_page_config(page_title="sleuth - fraud investigation", page_icon=":material/policy:", layout="wide")
 st.set_option("client.toolbarMode", "viewer")  # a product, not a dev server: no Deploy button
@@ -31,6 +31,7 @@ with st.sidebar:
     st.session_state["_demo_input"] = bool(st.session_state.get(common.DEMO_KEY, False))
     st.toggle("Demo mode", key="_demo_input", on_change=common.remember_demo,
               help="Reveal synthetic ground truth, mask ip and device ids, guided walk through a case.")
+    live.stream_badge(common.workbench())   # only while new events stream in (sleuth app --stream)
 
 with common.guard("This page failed"):
     page.run()

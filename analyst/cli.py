@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -251,7 +252,43 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     settings = _settings(args)
     check_serving_address(args.address)
+    if args.stream:
+        from analyst.service.stream_sources import parse_source
+        parse_source(args.stream)          # a bad source fails here, not inside the server
+        settings = replace(settings, stream=args.stream)
     return _serve(settings, args.port, args.address)
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from analyst.service.streaming import BatchResult
+
+    def report(r: BatchResult) -> None:
+        late = (f", p95 {float(np.percentile(r.latency_ms, 95)):.0f} ms from produce"
+                if len(r.latency_ms) else "")
+        opened = f", opened {len(r.opened)} case(s)" if r.opened else ""
+        changed = f", risk changed on {len(r.changed)} open case(s)" if r.changed else ""
+        print(f"{r.events:,} events ({r.rejected:,} rejected) of {r.users:,} users; rescored {r.rescored:,}"
+              f"{opened}{changed} in {r.stored_s + r.scored_s:.2f} s{late}", flush=True)
+
+    wb = _workbench(args)
+    try:
+        worker = wb.stream_worker(args.source, open_at=args.open_at, explain_cases=not args.no_explain,
+                                  on_batch=report)
+        print(f"streaming {worker.source.name} into {wb.settings.db_path} (Ctrl+C to stop)", flush=True)
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: worker._stop.set())
+        try:
+            status = worker.run(idle_exit_s=args.idle_exit, max_batches=args.max_batches)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            worker.source.close()
+    finally:
+        wb.close()
+    tail = f"; last error: {status['last_error']}" if status["last_error"] else ""
+    print(f"stored {status['events']:,} events in {status['batches']:,} batches ({status['rejected']:,} "
+          f"rejected), rescored {status['rescored']:,}, opened {status['opened']} cases{tail}")
+    return 0
 
 
 def _loopback(address: str) -> bool:
@@ -353,6 +390,8 @@ def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
 def _serve(settings: Settings, port: int, address: str = "127.0.0.1") -> int:
     env = {**os.environ, "SLEUTH_DB": str(settings.db_path.resolve()),
            "SLEUTH_HOME": str(settings.home.resolve()), "SLEUTH_MODELS": str(settings.model_dir.resolve())}
+    if settings.stream:
+        env["SLEUTH_STREAM"] = settings.stream
     cmd = streamlit_command(port, address)
     print(f"sleuth is serving on http://{address}:{port}  (Ctrl+C to stop)", flush=True)
     proc = subprocess.Popen(cmd, env=env)
@@ -507,6 +546,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1",
                    help="interface to serve on; anything but loopback needs [auth] in .streamlit/secrets.toml")
+    p.add_argument("--stream", metavar="SOURCE",
+                   help="also stream new events into the store while serving: kafka://HOST:PORT/TOPIC or a "
+                        "drop folder (as `sleuth stream`; default: $SLEUTH_STREAM)")
+
+    p = verb("stream", cmd_stream, "store new events from Kafka or a drop folder as they come, exactly once; "
+                                   "rescore their users and open or mark their cases")
+    p.add_argument("source", help="kafka://HOST:PORT/TOPIC (JSON events keyed by user_id) or a folder where "
+                                  "event files are dropped (write, then rename into it)")
+    p.add_argument("--open-at", type=float,
+                   help="open a case when a user's risk reaches this (default: the risk of the least risky "
+                        "open high-risk case, else 0.5)")
+    p.add_argument("--no-explain", action="store_true", help="do not freeze explanations of cases opened")
+    p.add_argument("--idle-exit", type=float, metavar="SECONDS",
+                   help="stop after this many seconds with nothing new (default: run until stopped)")
+    p.add_argument("--max-batches", type=int, help="stop after this many batches")
     return parser
 
 

@@ -11,6 +11,8 @@
 | SLEUTH_SAMPLE_DIR | <repo>/sample_data          | where `demo` finds the committed sample        |
 | SLEUTH_DEVICE     | auto                        | auto / cpu / cuda: where models train and run  |
 | SLEUTH_SECOND_REVIEW_SHARE | 0.1     | share of decided cases sent to a blind second review (by a hash of case_id) |
+| SLEUTH_STREAM     | (none)                      | the app streams new events from kafka://HOST:PORT/TOPIC or a drop folder |
+| SLEUTH_KAFKA_CONFIG | (none)                    | extra Kafka consumer settings as a JSON object (SASL, TLS) |
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class Settings:
     device: str = "auto"
     second_review_share: float = 0.1
     roles: RoleMap = field(default_factory=RoleMap)
+    stream: str | None = None
 
     @property
     def local_user(self) -> str:
@@ -75,6 +78,7 @@ class Settings:
             device=device,
             second_review_share=share,
             roles=RoleMap.parse(env.get("SLEUTH_ROLES"), env.get("SLEUTH_DEFAULT_ROLE")),
+            stream=(env.get("SLEUTH_STREAM") or "").strip() or None,
         )
 
     def with_db(self, db: str | os.PathLike) -> "Settings":

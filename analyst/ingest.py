@@ -368,6 +368,33 @@ def _read_json(data: bytes, name: str) -> RawTable:
     return RawTable(frame, _rejects_frame(bad_rows, reasons, raws))
 
 
+def read_messages(values: Sequence[bytes | str | None], rows: Sequence[int], name: str) -> RawTable:
+    """Stream messages (one JSON object each, e.g. Kafka values) as a raw table indexed by
+    `rows` (their offsets); a message that is not UTF-8 JSON of an object is a reject naming
+    its row, never an error for the batch (a stream cannot be fixed and sent again as a file)."""
+    records, good, bad_rows, reasons, raws = [], [], [], [], []
+    for row, value in zip(rows, values):
+        text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else (value or "")
+        try:
+            obj = _json_loads(text)
+            why = None if isinstance(obj, dict) else f"not a JSON object (a {type(obj).__name__})"
+        except json.JSONDecodeError as exc:
+            obj, why = None, f"not valid JSON ({exc.msg})"
+        if why is None:
+            records.append(obj)
+            good.append(int(row))
+        else:
+            bad_rows.append(int(row))
+            reasons.append(why)
+            raws.append(json.dumps({"message": text[:1000]}))
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    for column in EVENT_REQUIRED:        # a field no message has is "missing" per row, not a batch error
+        if column not in frame.columns:
+            frame[column] = None
+    frame.index = pd.Index(np.array(good, dtype=np.int64), name="row_number")
+    return RawTable(frame, _rejects_frame(bad_rows, reasons, raws, file=name))
+
+
 def _rejects_frame(row_number: Any = (), reason: Any = (), raw: Any = (), file: str = "") -> pd.DataFrame:
     return pd.DataFrame({
         "file": pd.Series([file] * len(reason), dtype="str"),
@@ -708,18 +735,30 @@ def _prepare(store: "Store", path: str | Path, kind: str, fmt: str | None,
     file = str(Path(path).resolve())
     duplicates = 0
     if kind == "events":
-        rows, rejects = normalise_events(raw.frame, mapping, file=file)
+        rows, rejects = validate_events(raw, mapping, file)
         repeated = rows.astype({"attrs": "str"}).duplicated(keep="first").to_numpy() if len(rows) else []
         duplicates = int(sum(repeated))
         if duplicates:                      # the same event twice in one file is stored once
             rows = rows[~repeated].reset_index(drop=True)
     else:
         rows, rejects = normalise_labels(raw.frame, file=file)
-    shape = raw.rejects.assign(file=file)
-    if len(shape):
-        rejects = pd.concat([shape, rejects], ignore_index=True).sort_values(
-            "row_number", kind="stable", ignore_index=True)
+        rejects = _with_shape_rejects(raw, rejects, file)
     return _Prepared(str(path), sha, rows, rejects, False, duplicates)
+
+
+def validate_events(raw: RawTable, mapping: dict[str, str] | None, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A raw table (a file's, or a stream batch's) -> (events, rejects): the field rules of
+    `normalise_events` plus the rows that did not even parse, all rejects named by `file`."""
+    rows, rejects = normalise_events(raw.frame, mapping, file=file)
+    return rows, _with_shape_rejects(raw, rejects, file)
+
+
+def _with_shape_rejects(raw: RawTable, rejects: pd.DataFrame, file: str) -> pd.DataFrame:
+    shape = raw.rejects.assign(file=file)
+    if not len(shape):
+        return rejects
+    return pd.concat([shape, rejects], ignore_index=True).sort_values("row_number", kind="stable",
+                                                                      ignore_index=True)
 
 
 def ingest_events(store: "Store", paths: str | Path | Iterable[str | Path], *,

@@ -2,7 +2,8 @@
 
 The Workbench is thread-safe (one DuckDB connection, a cursor per call), so every session of the
 server shares it. Its settings come from the environment (`analyst/config.py`); `sleuth app --db
-PATH` passes the path either as `SLEUTH_DB` or as `streamlit run app.py -- --db PATH`.
+PATH` passes the path either as `SLEUTH_DB` or as `streamlit run app.py -- --db PATH`. With
+`SLEUTH_STREAM` (`sleuth app --stream SOURCE`) the Workbench also streams new events from it.
 """
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ def _close(wb: Workbench) -> None:
 @st.cache_resource(show_spinner="Opening the case store...", on_release=_close)
 def _workbench(key: str, _settings: Settings) -> Workbench:
     # `key` (the settings' repr) is what the cache hashes; `_settings` is passed through unhashed
-    return Workbench(_settings)
+    wb = Workbench(_settings)
+    if _settings.stream:   # SLEUTH_STREAM: new events stream in on a thread of this (store-owning) process
+        wb.start_stream(_settings.stream)
+    return wb
 
 
 def workbench() -> Workbench:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the service package's own order: a module may import only those before it
 SERVICE_ORDER = ("records", "demo", "labels", "links", "jobs", "model_files", "versions", "explanations", "export",
                  "ray_scoring", "scoring", "cases",
-                 "review", "rings", "rescoring", "__init__")
+                 "review", "rings", "rescoring", "stream_sources", "streaming", "__init__")
 
 
 def _module_name(path: Path) -> str:

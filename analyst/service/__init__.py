@@ -12,6 +12,9 @@ Plain Python over the store and the models; no streamlit here. The package, bott
 - `rings.py`: ring cases (flagged users linked through small shared values), one decision for
   a ring; `rescoring.py`: after a fraud decision, rescore the linked accounts in the background
   and mark the open cases whose risk rose;
+- `export.py`, `ray_scoring.py`: scale-out batch scoring on Ray Data over a Parquet export;
+  `stream_sources.py`, `streaming.py`: new events from Kafka or a drop folder, stored exactly
+  once, their users rescored and their cases opened or marked (one stream per Workbench);
 - this file: `Workbench`, the thin facade one process holds (the app in `resources.py`). It owns
   the `Store` (one DuckDB connection) and binds ONE model version per use case: a case view,
   its explanation, what-if and neighbours all come from the version it started with. Every call
@@ -43,6 +46,7 @@ from analyst.service.records import CaseView, ConflictError, Decision, Job, Mode
 from analyst.service.review import Reviews
 from analyst.service.rings import Ring, RingDecision
 from analyst.service.scoring import DEFAULT_ALERT_BUDGET, score_all, score_on_ray
+from analyst.service.streaming import Streamer, StreamWorker
 from analyst.service.versions import BACKTEST_MIN, BACKTEST_SHARE, ModelRegistry
 from analyst.store import Store
 from analyst.vocab import ALERT_QUALITY, DECISIONS, OPEN_STATUSES, REASON_CODES
@@ -71,8 +75,10 @@ class Workbench:
         self.reviews = Reviews(self.store, settings.second_review_share, self.case, self.current_version)
         self.jobs = Jobs()
         self._rescore_lock = threading.Lock()   # one linked rescore at a time (they share the tables)
+        self._stream: StreamWorker | None = None
 
     def close(self) -> None:
+        self.stop_stream()
         self.jobs.wait(JOB_WAIT_ON_CLOSE_S)
         self.store.close()
 
@@ -160,6 +166,59 @@ class Workbench:
         """Every user's events as partitioned Parquet (`export.export_events`); an admin's."""
         self.allowed(by or self.settings.local_user, "admin", "export events")
         return export_events(self.store, out_dir, partitions=partitions, signals=signals)
+
+    # ------------------------------------------------------------------ streaming
+    def _current_model_or_none(self) -> ModelHandle | None:
+        return self.model() if self.current_version() is not None else None
+
+    def streamer(self, *, open_at: float | None = None, explain_cases: bool = True) -> Streamer:
+        """Stores streamed batches and rescores their users by the current model (streaming.py)."""
+        return Streamer(self.store, self.explanations, self._current_model_or_none, open_at=open_at,
+                        explain_cases=explain_cases)
+
+    def stream_worker(self, source: str, *, open_at: float | None = None, explain_cases: bool = True,
+                      on_batch=None, max_messages: int | None = None, by: Who | None = None) -> StreamWorker:
+        """A worker reading `source` (kafka://HOST:PORT/TOPIC or a drop folder) into this store;
+        `run()` it in the foreground (the CLI) or use `start_stream`. An admin's."""
+        self.allowed(by or self.settings.local_user, "admin", "stream events into the store")
+        return StreamWorker(self.streamer(open_at=open_at, explain_cases=explain_cases), source,
+                            on_batch=on_batch, max_messages=max_messages)
+
+    def start_stream(self, source: str, *, open_at: float | None = None, by: Who | None = None) -> dict:
+        """Stream `source` in a background thread of this process (one stream per Workbench;
+        the app's when SLEUTH_STREAM is set). Returns its status."""
+        if self._stream is not None:
+            raise RuntimeError(f"already streaming {self._stream.status.source}: one stream per store")
+        self._stream = self.stream_worker(source, open_at=open_at, by=by).start()
+        return self._stream.snapshot()
+
+    def stream_status(self) -> dict | None:
+        """The running stream's counts, last batch time and last error; None without a stream."""
+        return None if self._stream is None else self._stream.snapshot()
+
+    def stop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
+
+    def risk_changes(self, since=None) -> pd.DataFrame:
+        """Open cases whose risk changed with streamed events (audit `risk_changed`) after
+        `since`: audit_id, at, user_id, case_id, old, new; newest first."""
+        marks = self.store.audit_actions(rescoring.STREAM_ACTION)
+        if since is not None and not marks.empty:
+            marks = marks[marks["at"] > pd.Timestamp(since)]
+        marks = marks.sort_values("audit_id", ascending=False)
+        return pd.DataFrame({"audit_id": marks["audit_id"].astype(int), "at": marks["at"],
+                             "user_id": marks["user_id"].astype(str), "case_id": marks["case_id"].astype(int),
+                             "old": marks["old"].astype(float), "new": marks["new"].astype(float)})
+
+    def latest_risk(self, user_id: str) -> float | None:
+        """The user's most recent score by the current model (None if never scored)."""
+        version = self.current_version()
+        if version is None:
+            return None
+        row = self.store.latest_scores(version, user_ids=[str(user_id)])
+        return None if row.empty else float(row["score"].iloc[0])
 
     # ------------------------------------------------------------------ explanations
     def explanation(self, user_id: str, *, version: str | None = None, fresh: bool = False, until=None,

@@ -77,16 +77,26 @@ def rescore_linked(store: Store, model: ModelHandle, user_ids: str | Sequence[st
     return result
 
 
+# the audit actions that move an open case's risk, and the queue tag each shows: a linked
+# decision (this module) or new streamed events (analyst/service/streaming.py)
+STREAM_ACTION = "risk_changed"
+STREAM_TAG = "risk changed with new events"
+MARK_TAGS = {RISE_ACTION: RISE_TAG, STREAM_ACTION: STREAM_TAG}
+
+
 def risk_rises(store: Store) -> pd.DataFrame:
-    """The latest `risk_rose` mark per case: case_id, old, new (risks), after (the decided user)."""
-    audit = store.audit_actions(RISE_ACTION)
+    """The latest risk mark per case (`risk_rose` after a linked decision, `risk_changed` after
+    streamed events): case_id, old, new (risks), after (the decided user, if any), action."""
+    found = [frame for frame in (store.audit_actions(a) for a in MARK_TAGS) if not frame.empty]
+    audit = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
     if audit.empty:
-        return pd.DataFrame(columns=["case_id", "old", "new", "after"])
+        return pd.DataFrame(columns=["case_id", "old", "new", "after", "action"])
     audit = audit.sort_values("audit_id").drop_duplicates("case_id", keep="last")
     after = [_detail_after(d) for d in audit["detail"]]
     return pd.DataFrame({"case_id": audit["case_id"].astype(int).to_numpy(),
                          "old": audit["old"].astype(float).to_numpy(),
-                         "new": audit["new"].astype(float).to_numpy(), "after": after})
+                         "new": audit["new"].astype(float).to_numpy(), "after": after,
+                         "action": audit["action"].astype(str).to_numpy()})
 
 
 def _detail_after(detail: object) -> str | None:
@@ -96,15 +106,15 @@ def _detail_after(detail: object) -> str | None:
 
 
 def with_rises(queue: pd.DataFrame, rises: pd.DataFrame) -> pd.DataFrame:
-    """`queue` with `risk_now` (the risk after the latest linked rescore, else the case's risk)
-    and the tag RISE_TAG on cases marked by `rescore_linked` (see `risk_rises`)."""
+    """`queue` with `risk_now` (the risk after the latest mark, else the case's risk) and the
+    mark's tag (RISE_TAG or STREAM_TAG) on cases marked (see `risk_rises`)."""
     marks = rises.set_index("case_id") if not rises.empty else None
     now, tags = [], []
     for case_id, risk, tag_list in zip(queue["case_id"], queue["risk"], queue["tags"]):
         tag_list = list(tag_list) if isinstance(tag_list, (list, tuple)) else list(tag_list or [])
         if marks is not None and int(case_id) in marks.index:
             now.append(float(marks.at[int(case_id), "new"]))
-            tags.append([RISE_TAG] + tag_list)
+            tags.append([MARK_TAGS.get(str(marks.at[int(case_id), "action"]), RISE_TAG)] + tag_list)
         else:
             now.append(float(risk))
             tags.append(tag_list)

@@ -23,6 +23,10 @@ p50 of `timeline()` for random users of a 10.5-10.8M event / 100k user store):
   more than `MAX_RUNS` runs, the insert rebuilds the table in sorted order inside the same
   transaction (10.8M events: ~40 s on the shared 2-core machine). `compact()` forces it. With
   one run, `events()` skips its ORDER BY (DuckDB keeps insertion order): 10.8M in ~9 s.
+- Streamed micro-batches (`append_only`) are appended as they come into one unsorted "tail"
+  run, never rebuilding per batch (a rebuild per batch would cost each streamed event the
+  whole table); once the tail holds more than `TAIL_MAX_ROWS` rows the table is rebuilt in
+  that batch's transaction. A lookup reads the tail's few row groups (at most 4) besides its own.
 - `user_stats` (one row per user) is maintained on insert so `users()` never aggregates 10M rows.
 - Linked accounts read derived tables (analyst/store/links.py, its docstring says why that
   layout): `refresh_links` adds new events' pairs; the risk they rank by is kept current inside
@@ -48,6 +52,8 @@ import pandas as pd
 from analyst.store import links as link_table
 from analyst.store import rings as ring_table
 from analyst.store import signals as signal_table
+from analyst.store import stream as stream_table
+from analyst.store.stream import StreamPosition
 from analyst.store.links import EntityLinks, LinkConfig
 from analyst.store.signals import SignalConfig
 from analyst.store.checks import (
@@ -56,7 +62,7 @@ from analyst.store.checks import (
 )
 from analyst.store.schema import (
     CATALOG, EVENT_DDL, SCHEMA_VERSION, STORED_EVENT_COLUMNS, TABLES, StoreVersionError,
-    check_readable, create_or_migrate, file_version, sql_type,
+    check_readable, create_or_migrate, file_version, read_meta, sql_type, write_meta,
 )
 from analyst.vocab import CASE_STATUSES, CASE_WHY, INGEST_KINDS, MODEL_STATUSES, check_choice
 from models.contracts import EVENT_COLUMNS, EVENT_FIELDS
@@ -64,6 +70,7 @@ from models.contracts import EVENT_COLUMNS, EVENT_FIELDS
 ROW_GROUP_SIZE = 16_384
 COMPACT_BELOW_ROWS = 2_000_000   # rebuild on every insert while the table is this small
 MAX_RUNS = 4                     # ... or when it would hold more sorted runs than this
+TAIL_MAX_ROWS = 65_536           # streamed batches append unsorted up to this many rows (4 row groups)
 
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 
@@ -268,7 +275,8 @@ class Store:
             return self._insert_events(cur, frame, ingest_id=None)
 
     def _insert_events(self, cur: duckdb.DuckDBPyConnection, frame: pd.DataFrame,
-                       ingest_id: int | None) -> int:
+                       ingest_id: int | None, *, append_only: bool = False) -> int:
+        """Insert a batch (see the module docstring for runs, the tail and rebuilds)."""
         if frame.empty:
             return 0
         n_before = cur.execute("SELECT count(*) FROM sleuth.events").fetchall()[0][0]
@@ -276,13 +284,24 @@ class Store:
         cur.register("_batch", frame)
         try:
             cur.execute(_SQL_INSERT_EVENTS, [base, ingest_id])
-            # runs: sorted runs in the table (a batch into an empty table is one sorted run)
+            # runs: sorted runs in the table (a batch into an empty table is one sorted run);
+            # tail: rows of the open unsorted run of streamed batches (0: none open)
             runs = int(cur.execute(_SQL_RUNS).fetchall()[0][0])
-            runs = 1 if n_before == 0 else runs + 1
-            if runs > 1 and (n_before + len(frame) < COMPACT_BELOW_ROWS or runs > MAX_RUNS):
-                self._rebuild_events(cur)
-                runs = 1
+            tail = int(read_meta(cur, "events_tail") or 0)
+            if n_before == 0:
+                runs, tail = 1, 0
+            elif append_only:
+                runs, tail = (runs + 1 if tail == 0 else runs), tail + len(frame)
+                if tail > TAIL_MAX_ROWS:
+                    self._rebuild_events(cur)
+                    runs, tail = 1, 0
+            else:
+                runs, tail = runs + 1, 0        # a bulk batch closes the tail: later ones start a new run
+                if n_before + len(frame) < COMPACT_BELOW_ROWS or runs > MAX_RUNS:
+                    self._rebuild_events(cur)
+                    runs = 1
             cur.execute("UPDATE sleuth.meta SET value = ? WHERE key = 'events_runs'", [str(runs)])
+            write_meta(cur, "events_tail", str(tail))
             cur.execute(_SQL_DELETE_STATS)     # user_stats of the batch's users, recomputed
             cur.execute(_SQL_INSERT_STATS)
         finally:
@@ -301,6 +320,7 @@ class Store:
         """Rewrite `events` in (user_id, ts) order now (normally done by `add_events`)."""
         with self._tx() as cur:
             self._rebuild_events(cur)
+            write_meta(cur, "events_tail", "0")
             cur.execute("UPDATE sleuth.meta SET value = CASE WHEN (SELECT count(*) FROM sleuth.events) "
                         "> 0 THEN '1' ELSE '0' END WHERE key = 'events_runs'")
 
@@ -477,7 +497,8 @@ class Store:
     def record_ingest(self, file: str, sha256: str | None, kind: str, *,
                       events: pd.DataFrame | None = None, labels: pd.DataFrame | None = None,
                       rejects: pd.DataFrame | None = None, skip_stored: bool = False,
-                      by: str | None = None) -> int:
+                      by: str | None = None, position: StreamPosition | None = None,
+                      append_only: bool = False) -> int:
         """Record one ingested file and write its rows, all in ONE transaction.
 
         `events` (normalised) or `labels` (validated) go to their table tagged with the new
@@ -486,6 +507,9 @@ class Store:
         idempotent per event); the ingest log's `accepted` counts those written. `by`: who
         ingests (`imported_by`); a labels file also gets an audit row `labels_imported` by them.
         Raises ValueError if `sha256` was ingested already.
+        `position` (a streamed batch): its offsets and pending users are written in the same
+        transaction (analyst/store/stream.py; StreamPositionError if it does not start where the
+        store stands). `append_only`: the events join the unsorted tail (no rebuild per batch).
         """
         if kind not in INGEST_KINDS:
             raise ValueError(f"kind={kind!r}: expected one of {INGEST_KINDS}")
@@ -512,12 +536,31 @@ class Store:
                             [utcnow(), by, "labels_imported",
                              json.dumps({"file": file, "ingest_id": int(ingest_id), "rows": accepted})])
             if ev is not None:
-                self._insert_events(cur, ev, ingest_id)
+                self._insert_events(cur, ev, ingest_id, append_only=append_only)
             if lb is not None:
                 self._insert_labels(cur, lb, ingest_id)
             if rj is not None:
                 self._insert_quarantine(cur, rj, ingest_id)
+            if position is not None:
+                users = [] if ev is None else ev["user_id"].astype("str").unique().tolist()
+                stream_table.record_position(cur, position, users, utcnow())
         return int(ingest_id)
+
+    # ------------------------------------------------------------------ streaming bookkeeping
+    def stream_offsets(self, source: str) -> dict[int, int]:
+        """{partition: next offset to read} stored for a stream `source` (analyst/store/stream.py)."""
+        with self._con.cursor() as cur:
+            return stream_table.offsets(cur, source)
+
+    def stream_pending(self) -> pd.DataFrame:
+        """Users whose streamed events await a rescore: user_id, source, since (oldest first)."""
+        with self._con.cursor() as cur:
+            return stream_table.pending(cur)
+
+    def clear_stream_pending(self, user_ids: Sequence[str], marked_before: Any) -> int:
+        """Users rescored: off the pending list unless marked again after `marked_before`."""
+        with self._tx() as cur:
+            return stream_table.clear_pending(cur, [str(u) for u in user_ids], marked_before)
 
     def ingests(self) -> pd.DataFrame:
         """The ingest log, oldest first."""
@@ -634,13 +677,20 @@ class Store:
             link_table.update_risk(cur, frame["user_id"].astype("str").unique().tolist())
         return len(frame)
 
-    def latest_scores(self, model_version: str | None = None) -> pd.DataFrame:
-        """One row per user: the most recent score (of `model_version`, or of any version)."""
+    def latest_scores(self, model_version: str | None = None, *,
+                      user_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per user (of `user_ids`, if given): the most recent score (of
+        `model_version`, or of any version)."""
         sql = "SELECT * EXCLUDE (score_id) FROM sleuth.scores"
-        params: list[Any] = []
+        conds, params = [], []
         if model_version is not None:
-            sql += " WHERE model_version = ?"
+            conds.append("model_version = ?")
             params.append(str(model_version))
+        if user_ids is not None:
+            conds.append("list_contains(?, user_id)")
+            params.append([str(u) for u in user_ids])
+        if conds:
+            sql += " WHERE " + " AND ".join(conds)
         sql += (" QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY score_id DESC) = 1"
                 " ORDER BY score DESC, user_id")
         return self._read(sql, params)

@@ -5,6 +5,9 @@ Schema versions:
 - 1: the first layout (events columns hand-typed; inserts by position).
 - 2: the events columns follow `models.contracts.EVENT_FIELDS`; every insert and rebuild names
   its columns, so a file whose columns were added later (in another order) reads the same.
+- 3: `ingests.imported_by`. The streaming tables (`stream_offsets`, `stream_pending`, added
+  2026-12-04) did not bump the version: they are new tables an older sleuth never reads, so
+  a file stays readable by it.
 
 On every read-write open `create_or_migrate` creates missing tables, adds to `events` any field of
 the field table the file lacks (nullable, existing rows read null) and records the version. A file
@@ -94,10 +97,18 @@ DDL: list[str] = [
         label TINYINT NOT NULL, reason VARCHAR, note VARCHAR, reviewed_at TIMESTAMP,
         adjudicator VARCHAR, adjudicated_label_id BIGINT, final_label TINYINT,
         adjudicated_at TIMESTAMP)""",
+    # streaming (analyst/store/stream.py): how far each source's partitions were stored, written
+    # in the transaction that stores their events, and the users whose new events still await
+    # a rescore (cleared once their scores are stored; a restart rescores what is left)
+    """CREATE TABLE IF NOT EXISTS sleuth.stream_offsets (
+        source VARCHAR NOT NULL, part INTEGER NOT NULL, next_offset BIGINT NOT NULL,
+        updated_at TIMESTAMP, UNIQUE (source, part))""",
+    """CREATE TABLE IF NOT EXISTS sleuth.stream_pending (
+        user_id VARCHAR NOT NULL, source VARCHAR, since TIMESTAMP, UNIQUE (user_id))""",
 ]
 TABLES: tuple[str, ...] = (
     "events", "user_stats", "labels", "scores", "models", "cases", "audit", "explanations",
-    "quarantine", "ingests", "reviews",
+    "quarantine", "ingests", "reviews", "stream_offsets", "stream_pending",
 )
 
 # statements that take a file from version N to N + 1 (beyond creating tables and adding the

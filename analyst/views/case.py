@@ -11,7 +11,7 @@ from analyst import charts, report
 from analyst.service import ConflictError
 from analyst.vocab import ALERT_QUALITY, DECISION_LABELS, LABEL_WORDS, REASON_CODES, WHY_LABELS
 from models.contracts import CASE_COLUMNS
-from analyst.views import chart, common
+from analyst.views import chart, common, live
 
 CACHE_KEY = "case_view"      # {"user_id", "model_version", "view"}: this tab's last loaded case
 FLASH_KEY = "case_flash"     # the last decision, shown once after the rerun that records it
@@ -167,6 +167,15 @@ if len(view.labels) and not blind:
         outcome = "fraud" if imported.iloc[-1].get("label") == 1 else "legit"
         chips.append(f":green-badge[:material/receipt_long: outcome imported: {outcome}]")
 chips_slot.markdown(" ".join(chips))
+
+
+def _reload_case() -> None:
+    st.session_state.pop(CACHE_KEY, None)
+    st.rerun()
+
+
+with flash_slot:
+    live.case_watch(wb, view.user_id, view.risk, _reload_case)   # streamed events moved the risk
 if blind:
     flash_slot.info("You have a blind second review of this case on the Review page: its first decision and "
                     "history are hidden here until you record it.", icon=":material/visibility_off:")

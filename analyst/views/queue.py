@@ -6,7 +6,7 @@ import datetime as dt
 import streamlit as st
 
 from analyst import charts
-from analyst.views import chart, common
+from analyst.views import chart, common, live
 from analyst.vocab import WHY_LABELS
 
 STATUSES = ("open", "claimed", "escalated", "decided")
@@ -17,6 +17,7 @@ me = common.actor()   # the signed-in user (or the local operator)
 
 st.title("Case queue")
 st.caption("Flagged users waiting for review, riskiest first. Pick one, or let **Next case** choose.")
+live.queue_changes(wb)   # while events stream in: open cases whose risk changed since this tab opened
 
 with st.container(border=True):
     c1, c2, c3, c4, c5, c6 = st.columns([1.6, 1.1, 1.3, 1.1, 1.1, 0.9], vertical_alignment="bottom")
