@@ -290,3 +290,28 @@ def test_a_kill_9_and_restart_neither_loses_nor_doubles_an_event(home_copy, step
         scores = bench.store.latest_scores(bench.current_version()).set_index("user_id")
         for user in users:
             assert scores.at[user, "n_events"] == len(bench.store.timeline(user))
+
+
+def test_streamed_link_pairs_read_the_same_as_a_rebuild(wb, tmp_path, monkeypatch):
+    from analyst.store import links as link_table
+
+    monkeypatch.setattr(link_table, "TAIL_MAX_PAIRS", 16)     # the tail is sorted away once, then grows again
+    sorts, real_sort = [], link_table._sort_pairs
+    monkeypatch.setattr(link_table, "_sort_pairs", lambda cur: (sorts.append(1), real_sort(cur)))
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    users = wb.queue()["user_id"].astype(str).tolist()[:3] + ["s_new_1", "s_new_2"]
+    for k in range(3):
+        rows = [dict(r, device_id=f"shared_dev_{k}", ip=f"10.0.{k}.1")
+                for r in new_events(users, 2, START + pd.Timedelta(hours=k))]
+        (drop / f"b{k}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        wb.stream_worker(str(drop)).run(idle_exit_s=0.3)
+    tail = lambda: wb.store._read("SELECT value FROM sleuth.meta WHERE key = 'links_tail'")["value"].tolist()
+    assert tail() and int(tail()[0]) > 0 and len(sorts) == 1   # sorted once; the last batch sits in the tail
+    streamed_links = {u: wb.links(u, max_users=10) for u in users}
+    with wb.store._tx() as cur:                                 # forget the layout: the next refresh rebuilds
+        cur.execute("DELETE FROM sleuth.meta WHERE key = 'links_config'")
+    wb.store.refresh_links()
+    assert {u: wb.links(u, max_users=10) for u in users} == streamed_links
+    shared = [e for e in streamed_links["s_new_1"]["entities"] if e["value"] == "shared_dev_2"]
+    assert shared and shared[0]["n_users"] == 5

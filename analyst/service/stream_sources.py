@@ -153,7 +153,9 @@ def kafka_config(bootstrap: str, extra: str | None = None) -> dict[str, Any]:
     """The consumer settings: offsets are the store's (no auto commit), plus SLEUTH_KAFKA_CONFIG."""
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "group.id": "sleuth",
                               "enable.auto.commit": False, "enable.auto.offset.store": False,
-                              "enable.partition.eof": False, "auto.offset.reset": "earliest"}
+                              "enable.partition.eof": False, "auto.offset.reset": "earliest",
+                              # a fresh event should not wait for a fuller fetch (librdkafka's 500 ms)
+                              "fetch.wait.max.ms": 50}
     text = os.environ.get("SLEUTH_KAFKA_CONFIG") if extra is None else extra
     if text:
         try:
@@ -208,7 +210,12 @@ class KafkaSource:
         """Up to `max_messages` messages as one batch, or None after `timeout` with none."""
         from confluent_kafka import KafkaError, KafkaException
 
-        messages = self._consumer.consume(self.max_messages, timeout=timeout)
+        first = self._consumer.poll(timeout)           # returns as soon as one message is there
+        if first is None:
+            return None
+        # then what is already fetched, without waiting (consume(n, t) would wait t for n)
+        messages = [first] + self._consumer.consume(self.max_messages - 1, timeout=0) if self.max_messages > 1 \
+            else [first]
         by_part: dict[int, list] = defaultdict(list)
         for m in messages:
             if m.error() is not None:

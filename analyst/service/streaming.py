@@ -47,7 +47,8 @@ STREAM_ACTOR = "stream"
 @dataclass(frozen=True)
 class BatchResult:
     """What one batch did. `latency_ms`: per event whose produce time the source knows, from
-    produce to its user's new score stored; `stored_s` / `scored_s`: the two steps' seconds."""
+    produce to its user's new score stored (cases opened after that are not in it);
+    `stored_s` / `scored_s`: the seconds of storing and of rescoring + cases."""
     source: str
     events: int
     rejected: int
@@ -73,6 +74,7 @@ class Streamer:
         self._model = model
         self.open_at = None if open_at is None else float(open_at)
         self.explain_cases = explain_cases
+        self.scored_at_ms: float | None = None   # wall clock (ms) when the last batch's scores were stored
 
     def process(self, batch: Batch) -> BatchResult:
         """Store `batch` exactly once, then rescore every pending user."""
@@ -82,13 +84,14 @@ class Streamer:
                                  by=STREAM_ACTOR)
         batch.done()
         stored_s = time.perf_counter() - t0
+        self.scored_at_ms = None
         rescored, opened, changed = self.rescore_pending()
-        now_ms = time.time() * 1000.0
+        scored_ms = self.scored_at_ms if self.scored_at_ms is not None else time.time() * 1000.0
         scored_s = time.perf_counter() - t0 - stored_s
         users = batch.events["user_id"].nunique() if len(batch.events) else 0
         return BatchResult(batch.name, len(batch.events), len(batch.rejects), int(users), rescored,
                            opened, changed, stored_s, scored_s,
-                           latency_ms=now_ms - batch.produced_ms if len(batch.produced_ms) else np.empty(0))
+                           latency_ms=scored_ms - batch.produced_ms if len(batch.produced_ms) else np.empty(0))
 
     def rescore_pending(self) -> tuple[int, tuple[str, ...], tuple[dict, ...]]:
         """Rescore the users listed as pending (this batch's, and any a kill left); returns
@@ -103,10 +106,11 @@ class Streamer:
         before = dict(zip(before["user_id"].astype(str), before["score"].astype(float)))
         if model.reads_signals:
             self.store.refresh_signals()
-        self.store.refresh_links()
+        self.store.refresh_links(append_only=True)
         events = self.store.events(user_ids=users, signals=model.reads_signals, known_at=utcnow())
         scores = model.scorer.score_users(events, progress=False)
         self.store.add_scores(scores, model.version)
+        self.scored_at_ms = time.time() * 1000.0     # the new risks are readable from here on
         self.store.clear_stream_pending(users, marked)
         return len(scores), *self._cases(model, scores, before)
 
@@ -115,8 +119,9 @@ class Streamer:
         labelled = self.store.labelled_user_ids()
         open_at = self.open_at if self.open_at is not None else self.default_open_at(model.version)
         to_open, changed = [], []
+        cases = self.store.latest_cases(scores["user_id"].astype(str).tolist())
         for uid, new in zip(scores["user_id"].astype(str), scores["score"].astype(float)):
-            case = self.store.latest_case(uid)
+            case = cases.get(uid)
             if case is not None and case["status"] in OPEN_STATUSES:
                 old = before.get(uid, float(case["score"]))
                 if abs(new - old) >= RISE_MIN:

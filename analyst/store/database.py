@@ -393,12 +393,13 @@ class Store:
         with self._con.cursor() as cur:
             return signal_table.read(cur, user_ids)
 
-    def refresh_links(self, config: LinkConfig | None = None) -> int:
+    def refresh_links(self, config: LinkConfig | None = None, *, append_only: bool = False) -> int:
         """Add the (entity value, user) pairs of events that arrived since the last refresh to
         the link tables (analyst/store/links.py), in one transaction; returns pairs added or
-        updated. A different `config` than last time rebuilds them."""
+        updated. A different `config` than last time rebuilds them. `append_only` (streaming):
+        the new pairs join an unsorted tail instead of a rewrite per call."""
         with self._tx() as cur:
-            return link_table.refresh(cur, config or LinkConfig())
+            return link_table.refresh(cur, config or LinkConfig(), append_only=append_only)
 
     def links(self, user_id: str, *, max_users: int = 20, via: Sequence[str] | None = None,
               ) -> list[EntityLinks] | None:
@@ -821,6 +822,13 @@ class Store:
             return self._read("SELECT * FROM sleuth.cases ORDER BY case_id")
         check_choice(status, CASE_STATUSES, "status")
         return self._read("SELECT * FROM sleuth.cases WHERE status = ? ORDER BY case_id", [status])
+
+    def latest_cases(self, user_ids: Sequence[str]) -> dict[str, dict]:
+        """{user_id: their most recently opened case} for those of `user_ids` with a case."""
+        frame = self._read("SELECT * FROM sleuth.cases WHERE list_contains(?, user_id) QUALIFY row_number() "
+                           "OVER (PARTITION BY user_id ORDER BY opened_at DESC, case_id DESC) = 1",
+                           [[str(u) for u in user_ids]])
+        return {str(r["user_id"]): r for r in frame.to_dict("records")}
 
     def latest_case(self, user_id: str) -> dict | None:
         """The user's most recently opened case as a dict, or None."""
