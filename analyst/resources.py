@@ -8,12 +8,15 @@ PATH` passes the path either as `SLEUTH_DB` or as `streamlit run app.py -- --db 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 import streamlit as st
 
 from analyst.config import Settings
 from analyst.service import Workbench
+
+_LOG = logging.getLogger("sleuth.app")
 
 
 def _argv_db(argv: list[str] | None = None) -> str | None:
@@ -38,7 +41,10 @@ def _workbench(key: str, _settings: Settings) -> Workbench:
     # `key` (the settings' repr) is what the cache hashes; `_settings` is passed through unhashed
     wb = Workbench(_settings)
     if _settings.stream:   # SLEUTH_STREAM: new events stream in on a thread of this (store-owning) process
-        wb.start_stream(_settings.stream)
+        try:
+            wb.start_stream(_settings.stream)
+        except Exception as exc:   # the app still serves; the sidebar says why nothing streams
+            _LOG.warning("the stream did not start: %s", wb.stream_error or exc)
     return wb
 
 

@@ -76,3 +76,20 @@ def test_risk_changes_show_on_the_queue_and_the_open_case_without_a_new_visit(st
     assert not [w for w in warnings_text(case_at) if "Risk changed" in w]
     assert metric(case_at, "Risk") == f"{row.new:.0%}"
     assert int(metric(case_at, "Events").replace(",", "")) == events_before + 25
+
+
+def test_a_stream_that_cannot_start_leaves_the_app_working_and_says_why(home_copy, monkeypatch, tmp_path):
+    monkeypatch.setenv("SLEUTH_HOME", str(home_copy.home))
+    monkeypatch.setenv("SLEUTH_STREAM", str(tmp_path / "no-such-folder"))
+    for key in ("SLEUTH_DB", "SLEUTH_MODELS", "SLEUTH_ANALYST"):
+        monkeypatch.delenv(key, raising=False)
+    try:
+        at = app().run()
+        no_errors(at)
+        assert len(at.dataframe) or at.metric                  # the queue is there
+        sidebar = [shown(m.value) for m in at.sidebar.markdown]
+        assert any("not streaming" in m for m in sidebar)
+        assert any("no-such-folder" in shown(c.value) and "no such folder" in shown(c.value)
+                   for c in at.sidebar.caption)
+    finally:
+        resources._workbench.clear()

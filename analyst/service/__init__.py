@@ -76,6 +76,7 @@ class Workbench:
         self.jobs = Jobs()
         self._rescore_lock = threading.Lock()   # one linked rescore at a time (they share the tables)
         self._stream: StreamWorker | None = None
+        self.stream_error: str | None = None     # why the configured stream could not start
 
     def close(self) -> None:
         self.stop_stream()
@@ -189,7 +190,12 @@ class Workbench:
         the app's when SLEUTH_STREAM is set). Returns its status."""
         if self._stream is not None:
             raise RuntimeError(f"already streaming {self._stream.status.source}: one stream per store")
-        self._stream = self.stream_worker(source, open_at=open_at, by=by).start()
+        try:
+            self._stream = self.stream_worker(source, open_at=open_at, by=by).start()
+        except Exception as exc:
+            self.stream_error = f"{source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            raise
+        self.stream_error = None
         return self._stream.snapshot()
 
     def stream_status(self) -> dict | None:

@@ -30,8 +30,11 @@ def _ago(at: object) -> str:
 
 
 def stream_badge(wb: Workbench) -> None:
-    """The stream's counts in the sidebar (nothing without a stream)."""
+    """The stream's counts in the sidebar (nothing without a stream; why, if it did not start)."""
     if wb.stream_status() is None:
+        if wb.stream_error:
+            st.markdown(":red-badge[:material/sensors_off: not streaming]")
+            st.caption(f":red[{esc(wb.stream_error)}]")
         return
 
     @st.fragment(run_every=POLL_S)
