@@ -182,8 +182,17 @@ def signals_sql(config: SignalConfig, events: str, labels: str, incremental: boo
     cols = ("event_id", "user_id", "ts", "event_type", "status", "amount", "device_id", "payment_method")
     cols = cols + tuple(c for c in config.entity_columns if c not in cols)
     mine = " WHERE user_id IN (SELECT user_id FROM target)" if incremental else ""
+    if incremental:
+        # only the rows of the target's users or entity values: one scan, a small `ev` (DuckDB
+        # materialises a CTE read 26 times; all events were 90 of 234 ms at 2.2M events)
+        keys = ("user_id",) + tuple(config.entity_columns)
+        ev = ("tgt AS (SELECT " + ", ".join(keys) + " FROM " + events + " WHERE ts >= CAST($1 AS TIMESTAMP)), "
+              "ev AS (SELECT " + ", ".join(cols) + " FROM " + events + " WHERE "
+              + " OR ".join(k + " IN (SELECT " + k + " FROM tgt WHERE " + k + " IS NOT NULL)" for k in keys) + ")")
+    else:
+        ev = "ev AS (SELECT " + ", ".join(cols) + " FROM " + events + ")"
     ctes = [
-        "ev AS (SELECT " + ", ".join(cols) + " FROM " + events + ")",
+        ev,
         "base AS (SELECT * FROM ev WHERE ts >= CAST($2 AS TIMESTAMP))",
         "target AS (SELECT * FROM ev WHERE ts >= CAST($1 AS TIMESTAMP))",
         "user_win AS (SELECT event_id, " + _user_select() + " FROM base"

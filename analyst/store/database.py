@@ -62,7 +62,7 @@ from analyst.store.checks import (
 )
 from analyst.store.schema import (
     CATALOG, EVENT_DDL, SCHEMA_VERSION, STORED_EVENT_COLUMNS, TABLES, StoreVersionError,
-    check_readable, create_or_migrate, file_version, read_meta, sql_type, write_meta,
+    check_readable, create_or_migrate, file_version, read_meta, sql_type, user_filter, write_meta,
 )
 from analyst.vocab import CASE_STATUSES, CASE_WHY, INGEST_KINDS, MODEL_STATUSES, check_choice
 from models.contracts import EVENT_COLUMNS, EVENT_FIELDS
@@ -358,9 +358,9 @@ class Store:
             sql = _SQL_EVENTS if not signals else _SQL_EVENTS_WITH_ID
             conds, params = [], []
             if user_ids is not None:
-                ids = pd.DataFrame({"user_id": pd.Series(list(user_ids), dtype="str")})
-                cur.register("_ids", ids)
-                conds.append("user_id IN (SELECT user_id FROM _ids)")
+                cond, ids = user_filter(cur, user_ids)
+                conds.append(cond)
+                params.extend(ids)
             if until is not None:
                 conds.append("ts <= ?")
                 params.append(until)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from models.contracts import EVENT_COLUMNS, EVENT_FIELDS, Field
 
@@ -180,3 +181,18 @@ def write_meta(cur: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     """Set one `sleuth.meta` key, inside the caller's transaction."""
     cur.execute("DELETE FROM sleuth.meta WHERE key = ?", [key])
     cur.execute("INSERT INTO sleuth.meta VALUES (?, ?)", [key, value])
+
+
+INLINE_IDS_MAX = 1_000   # up to this many ids are bound as an IN list, more as a registered frame
+
+
+def user_filter(cur: duckdb.DuckDBPyConnection, user_ids, name: str = "_ids") -> tuple[str, list]:
+    """A WHERE condition keeping rows of `user_ids`, and its parameters. A short list is bound
+    as `IN (?, ...)`, which DuckDB applies inside the scan (measured 2026-12-04, 200 users of
+    2.2M events: 28 ms, against 45-106 ms joining a registered frame); a long one is registered
+    as frame `name` (the caller's cursor keeps it until it closes)."""
+    ids = [str(u) for u in user_ids]
+    if len(ids) <= INLINE_IDS_MAX:
+        return ("user_id IN (" + ", ".join("?" * len(ids)) + ")" if ids else "FALSE"), ids
+    cur.register(name, pd.DataFrame({"user_id": pd.Series(ids, dtype="str")}))
+    return "user_id IN (SELECT user_id FROM " + name + ")", []

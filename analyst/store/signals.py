@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from analyst.store.schema import read_meta, write_meta
+from analyst.store.schema import read_meta, user_filter, write_meta
 from models.signals import (  # noqa: F401  (re-exported for the store's callers)
     LOOKBACK, USER_SIGNALS, SignalConfig, compute, entity_prefix, entity_signals, frame_signals, signal_columns,
 )
@@ -70,11 +70,11 @@ def read(cur: duckdb.DuckDBPyConnection, user_ids: Any = None) -> pd.DataFrame:
     exists = _has_table(cur)
     if not exists:
         return pd.DataFrame(columns=["event_id", "user_id", "ts"])
-    sql = "SELECT * FROM sleuth.event_signals"
+    sql, params = "SELECT * FROM sleuth.event_signals", []
     if user_ids is not None:
-        cur.register("_sig_ids", pd.DataFrame({"user_id": pd.Series(list(user_ids), dtype="str")}))
-        sql += " WHERE user_id IN (SELECT user_id FROM _sig_ids)"
-    return cur.execute(sql + " ORDER BY user_id, ts, event_id").df()
+        cond, params = user_filter(cur, user_ids, "_sig_ids")
+        sql += " WHERE " + cond
+    return cur.sql(sql + " ORDER BY user_id, ts, event_id", params=params).to_arrow_table().to_pandas()
 
 
 def attach(cur: duckdb.DuckDBPyConnection, frame: pd.DataFrame, user_ids: Any = None, *,
@@ -110,15 +110,19 @@ def attach(cur: duckdb.DuckDBPyConnection, frame: pd.DataFrame, user_ids: Any = 
     return out
 
 
+# per value: its users with a known label; only the values the events `t` carry (`tvids`, built
+# per entity column in `known_now`), not all of them (measured 2026-12-04, 20k users: 130 ms ->
+# see README, Streaming)
 _SQL_KNOWN_LABELS = (
-    "WITH lab AS (SELECT user_id, arg_max(label, (known_at, label_id)) AS label FROM ("
+    "WITH t AS (SELECT * FROM sleuth.events WHERE event_id = ANY($ids)), "
+    "lab AS (SELECT user_id, arg_max(label, (known_at, label_id)) AS label FROM ("
     "  SELECT user_id, CAST(label AS DOUBLE) AS label, label_id, "
     "  least(as_of + to_seconds(CAST($delay AS DOUBLE)), decided_at) AS known_at FROM sleuth.labels) "
     "  WHERE known_at <= CAST($now AS TIMESTAMP) GROUP BY user_id), "
-    "per_value AS (SELECT e.vid, count(*) AS known, sum(l.label) AS fraud FROM lab l "
-    "  JOIN sleuth.link_users u ON u.user_id = l.user_id JOIN sleuth.entity_users e ON e.uid = u.uid "
-    "  GROUP BY e.vid), "
-    "t AS (SELECT * FROM sleuth.events WHERE event_id = ANY($ids)) "
+    "{tvids}, "
+    "per_value AS (SELECT e.vid, count(*) AS known, sum(l.label) AS fraud FROM sleuth.entity_users e "
+    "  JOIN sleuth.link_users u ON u.uid = e.uid JOIN lab l ON l.user_id = u.user_id "
+    "  WHERE e.vid IN (SELECT vid FROM tvids) GROUP BY e.vid) "
     "SELECT t.event_id, own.label AS own_label"
 )
 
@@ -142,8 +146,11 @@ def known_now(cur: duckdb.DuckDBPyConnection, config: SignalConfig, event_ids: l
                        f"coalesce(pv{i}.fraud, 0) AS fraud_{i}")
         joins.append(f" LEFT JOIN sleuth.entity_values v{i} ON v{i}.kind = '{p}' AND v{i}.value = t.{c}"
                      f" LEFT JOIN per_value pv{i} ON pv{i}.vid = v{i}.vid")
-    sql = (_SQL_KNOWN_LABELS + ", " + ", ".join(selects) + " FROM t LEFT JOIN lab own ON own.user_id = t.user_id"
-           + "".join(joins))
+    tvids = ("tvids AS (SELECT vid FROM sleuth.entity_values WHERE "
+             + " OR ".join(f"(kind = '{p}' AND value IN (SELECT {c} FROM t WHERE {c} IS NOT NULL))"
+                           for c, p in zip(config.entity_columns, prefixes)) + ")")
+    sql = (_SQL_KNOWN_LABELS.replace("{tvids}", tvids) + ", " + ", ".join(selects)
+           + " FROM t LEFT JOIN lab own ON own.user_id = t.user_id" + "".join(joins))
     raw = cur.execute(sql, {"ids": [int(e) for e in event_ids], "now": pd.Timestamp(known_at).to_pydatetime(),
                             "delay": config.label_delay_days * 86400.0}).df().set_index("event_id")
     own = raw["own_label"].astype("float64")
