@@ -146,13 +146,15 @@ def known_now(cur: duckdb.DuckDBPyConnection, config: SignalConfig, event_ids: l
                        f"coalesce(pv{i}.fraud, 0) AS fraud_{i}")
         joins.append(f" LEFT JOIN sleuth.entity_values v{i} ON v{i}.kind = '{p}' AND v{i}.value = t.{c}"
                      f" LEFT JOIN per_value pv{i} ON pv{i}.vid = v{i}.vid")
+    # the values the events carry (kinds bound as parameters; columns from the checked config)
     tvids = ("tvids AS (SELECT vid FROM sleuth.entity_values WHERE "
-             + " OR ".join(f"(kind = '{p}' AND value IN (SELECT {c} FROM t WHERE {c} IS NOT NULL))"
-                           for c, p in zip(config.entity_columns, prefixes)) + ")")
+             + " OR ".join("(kind = $kind_" + str(i) + " AND value IN (SELECT " + c + " FROM t WHERE "
+                           + c + " IS NOT NULL))" for i, c in enumerate(config.entity_columns)) + ")")
     sql = (_SQL_KNOWN_LABELS.replace("{tvids}", tvids) + ", " + ", ".join(selects)
            + " FROM t LEFT JOIN lab own ON own.user_id = t.user_id" + "".join(joins))
-    raw = cur.execute(sql, {"ids": [int(e) for e in event_ids], "now": pd.Timestamp(known_at).to_pydatetime(),
-                            "delay": config.label_delay_days * 86400.0}).df().set_index("event_id")
+    params = {"ids": [int(e) for e in event_ids], "now": pd.Timestamp(known_at).to_pydatetime(),
+              "delay": config.label_delay_days * 86400.0, **{f"kind_{i}": p for i, p in enumerate(prefixes)}}
+    raw = cur.execute(sql, params).df().set_index("event_id")
     own = raw["own_label"].astype("float64")
     out = pd.DataFrame(index=raw.index)
     for i, p in enumerate(prefixes):
