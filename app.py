@@ -6,11 +6,16 @@ navigation; each page under analyst/views/ draws what the use-case layer (analys
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from analyst.views import common, identity, live
 
-st.set_page_config(page_title="sleuth - fraud investigation", page_icon=":material/policy:", layout="wide")
+# the favicon is a file of ours: a material-icon or emoji page_icon makes the browser ask an outside
+# host for it, which fails offline (issue 17)
+FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
+st.set_page_config(page_title="sleuth - fraud investigation", page_icon=str(FAVICON), layout="wide")
 st.set_option("client.toolbarMode", "viewer")  # a product, not a dev server: no Deploy button
 
 pages = [

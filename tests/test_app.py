@@ -352,6 +352,28 @@ def test_model_page_lists_versions(home):
     assert current in set(at.dataframe[0].value["version"])
 
 
+def test_roll_back_is_offered_only_when_an_earlier_version_was_current(home):
+    import warnings
+
+    from tests.conftest import tiny_scorer_config
+
+    at = app().run()
+    at.switch_page("analyst/views/model.py").run()
+    no_errors(at)
+    button = at.button(key="m_rollback")
+    assert button.disabled and "Nothing to roll back to" in button.help      # one version only
+    wb = workbench()
+    first = wb.current_version()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        second = wb.train(config=tiny_scorer_config(seed=1), progress=False)
+    wb.promote(second, "tester")
+    at.run()
+    no_errors(at)
+    button = at.button(key="m_rollback")
+    assert not button.disabled and first in button.help
+
+
 def test_model_page_compares_versions_on_reviewed_cases(home):
     at = app().run()
     at.switch_page("analyst/views/model.py")

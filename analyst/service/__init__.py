@@ -132,6 +132,10 @@ class Workbench:
     def rollback(self, analyst: Who) -> str:
         return self.versions.rollback(self.allowed(analyst, "admin", "roll back the model"))
 
+    def rollback_target(self) -> str | None:
+        """The version a rollback would make current (the latest retired one), or None."""
+        return self.store.previous_model()
+
     def models(self) -> pd.DataFrame:
         return self.store.models()
 

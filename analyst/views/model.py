@@ -178,8 +178,11 @@ if models is not None:
                 wb.promote(promotable, me)
                 rescore(promotable)
                 st.rerun()
-        if p2.button("Roll back", key="m_rollback", width="stretch", disabled=ADMIN_ONLY is not None or running,
-                     help=ADMIN_ONLY or "Make the previously current version current again"):
+        back_to = wb.rollback_target()
+        if p2.button("Roll back", key="m_rollback", width="stretch",
+                     disabled=ADMIN_ONLY is not None or running or back_to is None,
+                     help=ADMIN_ONLY or (f"Make {back_to} current again" if back_to else
+                                         "Nothing to roll back to: no earlier version was ever current")):
             with common.guard("Roll back failed"):
                 version = wb.rollback(me)
                 rescore(version)
