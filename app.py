@@ -18,8 +18,15 @@ FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
 st.set_page_config(page_title="sleuth - fraud investigation", page_icon=str(FAVICON), layout="wide")
 st.set_option("client.toolbarMode", "viewer")  # a product, not a dev server: no Deploy button
 
+def _home() -> None:
+    """`/` opens the queue at its own address: a default page's url_path is always "", so the
+    queue as default page answered `/queue` with "Page not found" (issue 17)."""
+    st.switch_page(common.QUEUE_PAGE)
+
+
 pages = [
-    st.Page("analyst/views/queue.py", title="Queue", icon=":material/inbox:", url_path="queue", default=True),
+    st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"),
+    st.Page("analyst/views/queue.py", title="Queue", icon=":material/inbox:", url_path="queue"),
     st.Page("analyst/views/case.py", title="Case", icon=":material/person_search:", url_path="case"),
     st.Page("analyst/views/entity.py", title="Entity", icon=":material/hub:", url_path="entity"),
     st.Page("analyst/views/labels.py", title="Labels", icon=":material/fact_check:", url_path="labels"),

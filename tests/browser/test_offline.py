@@ -32,3 +32,9 @@ def test_pages_ask_no_host_but_the_app(page: Page, server):
     assert hosts and hosts <= {"127.0.0.1"}, f"requests beyond the app: {sorted(hosts - {'127.0.0.1'})}"
     icon = page.locator("link[rel*='icon']").first.get_attribute("href")
     assert icon and host(icon) in (None, "127.0.0.1"), f"favicon from {icon}"
+
+
+def test_the_queue_opens_by_its_own_address(page: Page, server):
+    page.goto(f"{server.url}/queue")
+    expect(page.get_by_role("heading", name="Case queue")).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
