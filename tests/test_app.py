@@ -226,6 +226,16 @@ def test_decision_needs_a_note(home):
     assert workbench().label_history().query("source == 'analyst'").empty  # nothing written
 
 
+def test_no_reason_is_preselected_and_a_decision_needs_one(home):
+    user = workbench().queue().iloc[0]["user_id"]          # the riskiest case: the old default said fraud
+    at = open_case(app(analyst_name="ana").run(), user)
+    assert at.selectbox[0].value is None
+    at.text_area[0].input("checked the devices")
+    at.get("form_submit_button")[0].click().run()
+    assert "reason code" in at.error[0].value.lower()
+    assert workbench().label_history().query("source == 'analyst'").empty  # nothing written
+
+
 def test_confirm_fraud_writes_label_and_audit_then_next_case(home):
     queue = workbench().queue()
     user = queue.iloc[0]["user_id"]
@@ -235,7 +245,8 @@ def test_confirm_fraud_writes_label_and_audit_then_next_case(home):
     at.text_area[0].input("new device, password change, then 3 declined cards")
     at.get("form_submit_button")[0].click().run()
     no_errors(at)
-    assert any(s.value == "Decision recorded" for s in at.success)
+    assert [s.value for s in at.success if "Decision recorded" in s.value] == ["Decision recorded"]  # once
+    assert at.text_area[0].value == ""                 # the recorded note left the form
     labels = workbench().label_history().query("source == 'analyst'")
     assert len(labels) == 1
     row = labels.iloc[0]
@@ -279,6 +290,8 @@ def test_escalate_writes_no_label(home):
     no_errors(at)
     assert workbench().label_history().query("source == 'analyst'").empty
     assert workbench().queue(statuses=("escalated",))["user_id"].tolist() == [user]
+    decided = workbench().audit(user).query("action == 'decide'")
+    assert "insufficient_evidence" in decided.iloc[-1]["detail"]   # no reason chosen: the escalation's own
 
 
 def test_what_if_recomputes_risk(home):

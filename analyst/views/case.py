@@ -197,9 +197,6 @@ flash = st.session_state.get(FLASH_KEY)
 if flash and flash["user_id"] != view.user_id:
     st.session_state.pop(FLASH_KEY, None)  # shown only on the case it was recorded for
     flash = None
-if flash:
-    flash_slot.success(f"Decision recorded: {DECISION_LABELS.get(flash['decision'], flash['decision'])} "
-                       f"by {common.esc(flash['analyst'])}.", icon=":material/check_circle:")
 
 with metrics_slot:
     h = view.header
@@ -283,9 +280,9 @@ with decide_col:
                  icon=":material/sync_problem:")
         if not st.session_state.get(note_key):
             st.session_state[note_key] = conflict["note"]
-    default_reason = "payment_fraud" if (view.risk or 0) >= 0.5 else "legitimate_behaviour"
+    # no reason is preselected: one chosen from the model's risk nudged analysts toward its verdict
     with st.form(f"decision_{view.user_id}", border=True, enter_to_submit=False):
-        reason = st.selectbox("Reason code", REASON_CODES, index=REASON_CODES.index(default_reason),
+        reason = st.selectbox("Reason code", REASON_CODES, index=None, placeholder="choose a reason",
                               format_func=lambda r: r.replace("_", " ").capitalize())
         quality = st.radio("Alert quality", ALERT_QUALITY, index=0, horizontal=True,
                            format_func=lambda q: q.capitalize())
@@ -299,9 +296,13 @@ with decide_col:
             pressed = "legit"
         if b3.form_submit_button("Escalate", width="stretch", icon=":material/upload:"):
             pressed = "escalate"
+    if pressed == "escalate" and reason is None:
+        reason = "insufficient_evidence"   # decided 2026-12-04: an escalation says "not enough to decide"
     if pressed:
         if not (note or "").strip():
             st.error("Write a note: it is required to record a decision.")
+        elif reason is None:
+            st.error("Choose a reason code: it is required to record a decision.")
         else:
             try:
                 decision = wb.decide(view.user_id, pressed, analyst=me, reason_code=reason, quality=quality,
@@ -321,9 +322,11 @@ with decide_col:
                                                "case_id": decision.case_id,
                                                "rescore_job": decision.rescore_job}
                 st.session_state.pop(CACHE_KEY, None)
+                st.session_state.pop(note_key, None)   # the recorded note leaves the form
                 st.rerun()
     if flash:
         st.success("Decision recorded", icon=":material/check_circle:")
+        st.caption(f"{DECISION_LABELS.get(flash['decision'], flash['decision'])} by {common.esc(flash['analyst'])}.")
         rescore_progress(flash.get("rescore_job"))
         if st.button("Next case", type="primary", icon=":material/arrow_forward:", key="case_next_after",
                      width="stretch"):
