@@ -305,6 +305,22 @@ def test_what_if_recomputes_risk(home):
     assert metric(at, "Risk without 2 event(s)") == f"{expected:.0%}"
 
 
+def test_a_saturated_risk_change_is_said_in_log_odds_not_as_zero_points():
+    from analyst.views.common import risk_change
+
+    assert risk_change(0.40, 0.452) == "+5.2 pts"
+    assert risk_change(0.99990, 0.99970) == "-1.10 log-odds (risk saturated)"   # was "-0.0 pts"
+    assert risk_change(0.5, 0.5) == "+0.00 log-odds (risk saturated)"
+
+
+def test_what_if_table_gives_the_log_odds_change(home):
+    user = workbench().queue().iloc[0]["user_id"]
+    at = open_case(app(case_tab="What-if").run(), user)
+    no_errors(at)
+    tables = [d.value for d in at.dataframe if "change (log-odds)" in d.value.columns]
+    assert tables and np.isfinite(tables[0]["change (log-odds)"]).all()
+
+
 def test_demo_mode_masks_identifiers_and_reveals_truth(home):
     wb = workbench()
     queue = wb.queue()

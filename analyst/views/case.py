@@ -359,18 +359,21 @@ def what_if_panel() -> None:
     result = st.session_state.get(f"whatif_result_{view.user_id}")
     if result is not None and view.risk is not None:
         removed, new = result
-        st.metric(f"Risk without {len(removed)} event(s)", common.pct(new), delta=f"{(new - view.risk) * 100:+.1f} pts",
+        st.metric(f"Risk without {len(removed)} event(s)", common.pct(new), delta=common.risk_change(view.risk, new),
                   delta_color="inverse")
         st.caption("Removed: " + common.esc(", ".join(f"#{i} {types[i]}" for i in removed)))
     if exp is not None and exp.what_if:
         st.markdown("**Precomputed: each top event removed on its own**")
         st.dataframe(pd.DataFrame([
             {"removed": ", ".join(f"#{i} {types[i]}" for i in w.removed), "risk without": w.risk,
-             "change (pts)": (w.risk - exp.risk) * 100} for w in exp.what_if]),
+             "change (pts)": (w.risk - exp.risk) * 100,
+             "change (log-odds)": common.log_odds(w.risk) - common.log_odds(exp.risk)} for w in exp.what_if]),
             hide_index=True, width="stretch",
             column_config={"risk without": st.column_config.ProgressColumn(format="percent", min_value=0.0,
                                                                            max_value=1.0),
-                           "change (pts)": st.column_config.NumberColumn(format="%+.1f")})
+                           "change (pts)": st.column_config.NumberColumn(format="%+.1f"),
+                           "change (log-odds)": st.column_config.NumberColumn(
+                               format="%+.2f", help="Still moves when the risk is saturated near 0 % or 100 %")})
 
 
 def events_panel() -> None:

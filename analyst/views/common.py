@@ -81,3 +81,19 @@ def fmt_when(value: object) -> str:
     if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)):
         return "n/a"
     return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+def log_odds(p: float) -> float:
+    """log(p / (1 - p)), clipped away from 0 and 1 so a saturated risk still has a value."""
+    import math
+    q = min(max(float(p), 1e-12), 1.0 - 1e-12)
+    return math.log(q / (1.0 - q))
+
+
+def risk_change(old: float, new: float) -> str:
+    """A change of risk in points; when the points round to zero (a saturated risk near 0 % or
+    100 %, where "-0.0 pts" tells the analyst nothing), in log-odds instead (issue 17)."""
+    points = (float(new) - float(old)) * 100
+    if abs(points) >= 0.05:
+        return f"{points:+.1f} pts"
+    return f"{log_odds(new) - log_odds(old):+.2f} log-odds (risk saturated)"
