@@ -277,7 +277,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
         worker = wb.stream_worker(args.source, open_at=args.open_at, explain_cases=not args.no_explain,
                                   on_batch=report)
         print(f"streaming {worker.source.name} into {wb.settings.db_path} (Ctrl+C to stop)", flush=True)
-        previous = signal.signal(signal.SIGTERM, lambda signum, frame: worker._stop.set())
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: worker.request_stop())
         try:
             status = worker.run(idle_exit_s=args.idle_exit, max_batches=args.max_batches)
         finally:

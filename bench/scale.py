@@ -154,7 +154,7 @@ def streaming(wb: Workbench, rate: float, seconds: float, burst: int) -> dict:
         while time.monotonic() < deadline and sum(len(r.latency_ms) for r in list(results)) < n + burst:
             time.sleep(0.05)
         drain = time.perf_counter() - tb
-        worker._stop.set()
+        worker.request_stop()
         thread.join(60)
         worker.source.close()
     steady = np.concatenate([r.latency_ms for r in results[:steady_until]] or [np.empty(0)])

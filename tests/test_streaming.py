@@ -315,3 +315,18 @@ def test_streamed_link_pairs_read_the_same_as_a_rebuild(wb, tmp_path, monkeypatc
     assert {u: wb.links(u, max_users=10) for u in users} == streamed_links
     shared = [e for e in streamed_links["s_new_1"]["entities"] if e["value"] == "shared_dev_2"]
     assert shared and shared[0]["n_users"] == 5
+
+
+def test_sleuth_stream_stores_a_dropped_file_and_says_what_it_did(home_copy, tmp_path, capsys):
+    from analyst.cli import main
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in new_events(["cli_user"], 3))
+                                  + '{"user_id": "cli_user", "ts": "never", "event_type": "login"}\n')
+    assert main(["stream", str(drop), "--db", str(home_copy.db_path), "--idle-exit", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "3 events (1 rejected) of 1 users; rescored 1" in out
+    assert "stored 3 events in 1 batches (1 rejected), rescored 1, opened" in out
+    assert main(["stream", str(tmp_path / "nowhere"), "--db", str(home_copy.db_path)]) == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -192,7 +192,12 @@ class StreamWorker:
         self._thread.start()
         return self
 
+    def request_stop(self) -> None:
+        """Ask `run` to return after the batch in hand (safe from a signal handler)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the thread started by `start` and close the source."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
