@@ -139,13 +139,11 @@ def streaming(wb: Workbench, rate: float, seconds: float, burst: int) -> dict:
                 time.sleep(delay)
             send(i)
         producer.flush(30)
-        steady_until = len_results = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and sum(len(r.latency_ms) for r in list(results)) < n:
             time.sleep(0.05)
         with lock:
-            len_results = len(results)
-        steady_until = len_results
+            steady_until = len(results)             # batches up to here are the steady part
         tb = time.perf_counter()
         for i in range(n, n + burst):                       # everything at once
             send(i)

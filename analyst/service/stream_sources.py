@@ -36,9 +36,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from analyst.ingest import (
-    IngestError, _EXTENSIONS, _rejects_frame, normalise_events, read_messages, read_raw, validate_events,
-)
+from analyst.ingest import IngestError, detect_format, normalise_events, read_messages, read_raw, validate_events
 from analyst.store.stream import StreamPosition
 
 KAFKA_PREFIX = "kafka://"
@@ -144,9 +142,12 @@ class FolderSource:
 
 
 def _known_type(name: str) -> bool:
-    lower = name.lower()
-    lower = lower[:-3] if lower.endswith(".gz") else lower
-    return Path(lower).suffix in _EXTENSIONS
+    """Whether ingest reads a file of this name (by its extension, `.gz` allowed)."""
+    try:
+        detect_format(name)
+    except IngestError:
+        return False
+    return True
 
 
 def kafka_config(bootstrap: str, extra: str | None = None) -> dict[str, Any]:
@@ -241,7 +242,7 @@ class KafkaSource:
             rejects.append(bad)
         events_frame = (pd.concat(events, ignore_index=True) if events
                         else normalise_events(pd.DataFrame({"user_id": [], "ts": [], "event_type": []}))[0])
-        reject_frame = pd.concat(rejects, ignore_index=True) if rejects else _rejects_frame()
+        reject_frame = pd.concat(rejects, ignore_index=True)   # one frame per partition read
         position = StreamPosition(self.name, starts, ends)
         return Batch(self.name, events_frame, reject_frame, position,
                      produced_ms=np.asarray(produced, dtype=np.float64),

@@ -61,6 +61,16 @@ class BatchResult:
     latency_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
+@dataclass(frozen=True)
+class Rescore:
+    """One rescore of the pending users: how many, whose case opened, the open cases whose risk
+    changed, and the wall clock (ms since the epoch) when their new scores were stored."""
+    rescored: int = 0
+    opened: tuple[str, ...] = ()
+    changed: tuple[dict, ...] = ()
+    scored_at_ms: float | None = None
+
+
 class Streamer:
     """Stores batches and rescores their users (see the module docstring)."""
 
@@ -74,7 +84,6 @@ class Streamer:
         self._model = model
         self.open_at = None if open_at is None else float(open_at)
         self.explain_cases = explain_cases
-        self.scored_at_ms: float | None = None   # wall clock (ms) when the last batch's scores were stored
 
     def process(self, batch: Batch) -> BatchResult:
         """Store `batch` exactly once, then rescore every pending user."""
@@ -84,22 +93,20 @@ class Streamer:
                                  by=STREAM_ACTOR)
         batch.done()
         stored_s = time.perf_counter() - t0
-        self.scored_at_ms = None
-        rescored, opened, changed = self.rescore_pending()
-        scored_ms = self.scored_at_ms if self.scored_at_ms is not None else time.time() * 1000.0
+        done = self.rescore_pending()
+        scored_ms = done.scored_at_ms if done.scored_at_ms is not None else time.time() * 1000.0
         scored_s = time.perf_counter() - t0 - stored_s
         users = batch.events["user_id"].nunique() if len(batch.events) else 0
-        return BatchResult(batch.name, len(batch.events), len(batch.rejects), int(users), rescored,
-                           opened, changed, stored_s, scored_s,
+        return BatchResult(batch.name, len(batch.events), len(batch.rejects), int(users), done.rescored,
+                           done.opened, done.changed, stored_s, scored_s,
                            latency_ms=scored_ms - batch.produced_ms if len(batch.produced_ms) else np.empty(0))
 
-    def rescore_pending(self) -> tuple[int, tuple[str, ...], tuple[dict, ...]]:
-        """Rescore the users listed as pending (this batch's, and any a kill left); returns
-        (users rescored, users whose case opened, risk changes of open cases)."""
+    def rescore_pending(self) -> "Rescore":
+        """Rescore the users listed as pending (this batch's, and any a kill left)."""
         pending = self.store.stream_pending()
         model = self._model()
         if pending.empty or model is None:      # no model yet: they stay pending until one exists
-            return 0, (), ()
+            return Rescore()
         marked = pending["since"].max()
         users = sorted(pending["user_id"].astype(str))
         before = self.store.latest_scores(model.version, user_ids=users)
@@ -110,9 +117,10 @@ class Streamer:
         events = self.store.events(user_ids=users, signals=model.reads_signals, known_at=utcnow())
         scores = model.scorer.score_users(events, progress=False)
         self.store.add_scores(scores, model.version)
-        self.scored_at_ms = time.time() * 1000.0     # the new risks are readable from here on
+        scored_at_ms = time.time() * 1000.0          # the new risks are readable from here on
         self.store.clear_stream_pending(users, marked)
-        return len(scores), *self._cases(model, scores, before)
+        opened, changed = self._cases(model, scores, before)
+        return Rescore(len(scores), opened, changed, scored_at_ms)
 
     def _cases(self, model: ModelHandle, scores: pd.DataFrame,
                before: dict[str, float]) -> tuple[tuple[str, ...], tuple[dict, ...]]:
